@@ -122,7 +122,6 @@ func LoadFileConfig(path string) (FileConfig, error) {
 	return c, nil
 }
 
-
 // Validate names the first setting that cannot work.
 func (c *FileConfig) Validate() error {
 	for name, addr := range map[string]string{"listen": c.Listen, "status.listen": c.Status.Listen} {
@@ -194,4 +193,3 @@ func (c *FileConfig) BackendTLS() (*tls.Config, error) {
 	}
 	return cfg, nil
 }
-

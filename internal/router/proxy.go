@@ -470,7 +470,6 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-
 // upgradeOf returns the protocol a client asks to switch to (WebSocket), or "".
 func upgradeOf(h http.Header) string {
 	up := h.Get("Upgrade")
@@ -731,4 +730,3 @@ func (p *Proxy) finish(r *http.Request, st *reqState) {
 		p.access.Log(r, st, total)
 	}
 }
-
