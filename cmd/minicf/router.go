@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -107,9 +106,8 @@ func runRouter(ctx context.Context, cfg router.FileConfig, stdout io.Writer) err
 	}
 	var appLogs router.AppLogPublisher
 	if cfg.AccessLog.PublishAppLogs {
-		appLogs = func(app, index string, line []byte) {
-			msg := mbus.AppendAppLog(make([]byte, 0, len(line)+128), app, "RTR", index, time.Now().UnixNano(), line)
-			bus.Publish(mbus.SubjectAppLogsPrefix+app, msg)
+		appLogs = func(app string, batch []byte) {
+			bus.Publish(mbus.SubjectAppLogsPrefix+app, batch)
 		}
 	}
 	r, err := router.New(bus, router.Options{

@@ -7,7 +7,8 @@ import (
 
 // SubjectAppLogsPrefix starts the subject on which components publish an
 // app's log lines: minicf.logs.<app guid>. It stands in for Loggregator: the
-// router's RTR lines and, later, the app's own output travel on it.
+// router's RTR lines and, later, the app's own output travel on it. A
+// message holds one or more AppLog objects, one JSON object per line.
 const SubjectAppLogsPrefix = "minicf.logs."
 
 // AppLog is one line of an app's logs, as published on SubjectAppLogsPrefix.

@@ -7,11 +7,18 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/minicf/minicf/internal/mbus"
 )
 
-// AppLogPublisher receives each access-log line of a request that reached an
-// app, so the app's own recent logs can show its RTR lines.
-type AppLogPublisher func(appID, instanceIndex string, line []byte)
+// AppLogPublisher receives, per app, a batch of the access-log lines of the
+// requests that reached it (newline-delimited mbus.AppLog JSON), so the
+// app's own recent logs can show its RTR lines.
+type AppLogPublisher func(appID string, batch []byte)
+
+// maxAppLogBatch bounds what one app's lines may hold between flushes; an app
+// under a flood loses RTR lines rather than the router its memory.
+const maxAppLogBatch = 256 << 10
 
 // AccessLog writes one line per request in gorouter's format. Lines go to a
 // buffer flushed every flushEvery and on Close: a write per request would
@@ -20,6 +27,10 @@ type AccessLog struct {
 	mu      sync.Mutex
 	w       *bufio.Writer // nil when only publishing
 	publish AppLogPublisher
+	// pending holds each app's lines until the next flush: one NATS message
+	// per app per flush costs far less than one per request.
+	pending map[string][]byte
+	dropped int64
 
 	stop chan struct{}
 	done chan struct{}
@@ -31,7 +42,7 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 
 // NewAccessLog writes to out (may be nil) and publishes per app (may be nil).
 func NewAccessLog(out io.Writer, publish AppLogPublisher) *AccessLog {
-	a := &AccessLog{publish: publish, stop: make(chan struct{}), done: make(chan struct{})}
+	a := &AccessLog{publish: publish, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if out != nil {
 		a.w = bufio.NewWriterSize(out, 64<<10)
 	}
@@ -54,14 +65,22 @@ func (a *AccessLog) flushLoop() {
 	}
 }
 
-// Flush writes out buffered lines.
+// Flush writes out buffered lines and publishes pending app lines.
 func (a *AccessLog) Flush() error {
-	if a.w == nil {
-		return nil
-	}
+	var err error
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.w.Flush()
+	if a.w != nil {
+		err = a.w.Flush()
+	}
+	pending := a.pending
+	if len(pending) > 0 {
+		a.pending = make(map[string][]byte, len(pending))
+	}
+	a.mu.Unlock()
+	for app, batch := range pending {
+		a.publish(app, batch)
+	}
+	return err
 }
 
 // Close stops the flusher and writes what is buffered. Safe to call twice.
@@ -79,14 +98,20 @@ func (a *AccessLog) Close() error {
 func (a *AccessLog) Log(r *http.Request, st *reqState, total time.Duration) {
 	bp := lineBufs.Get().(*[]byte)
 	b := appendAccessLine((*bp)[:0], r, st, total)
+	a.mu.Lock()
 	if a.w != nil {
-		a.mu.Lock()
 		a.w.Write(b)
-		a.mu.Unlock()
 	}
 	if a.publish != nil && st.appID != "" {
-		a.publish(st.appID, st.appIndex, b[:len(b)-1])
+		batch := a.pending[st.appID]
+		if len(batch) < maxAppLogBatch {
+			batch = mbus.AppendAppLog(batch, st.appID, "RTR", st.appIndex, st.start.UnixNano(), b[:len(b)-1])
+			a.pending[st.appID] = append(batch, '\n')
+		} else {
+			a.dropped++
+		}
 	}
+	a.mu.Unlock()
 	*bp = b
 	lineBufs.Put(bp)
 }

@@ -24,6 +24,9 @@ type FileConfig struct {
 		Listen   string `yaml:"listen"`
 		User     string `yaml:"user"`
 		Password string `yaml:"password"`
+		// Pprof serves Go's profiler under /debug/pprof/ on the status port,
+		// for finding where a slow router spends its time.
+		Pprof bool `yaml:"pprof"`
 	} `yaml:"status"`
 	NATS struct {
 		URLs     []string `yaml:"urls"`

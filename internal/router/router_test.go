@@ -840,3 +840,43 @@ func writeFile(t *testing.T, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+func TestAccessLinesArePublishedPerApp(t *testing.T) {
+	var mu sync.Mutex
+	batches := map[string][]string{}
+	h := newHarness(t, func(_ *FileConfig, o *Options) {
+		o.AppLogs = func(app string, batch []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, l := range strings.Split(strings.TrimSuffix(string(batch), "\n"), "\n") {
+				batches[app] = append(batches[app], l)
+			}
+		}
+	})
+	b := newBackend(t, "b", nil)
+	h.register(b.msg("logs.localhost", "inst", "3"))
+	for i := 0; i < 5; i++ {
+		readBody(t, h.do("GET", "logs.localhost", fmt.Sprintf("/path-%d", i), nil))
+	}
+	readBody(t, h.do("GET", "unknown.localhost", "/", nil))
+	testutil.CheckFor(t, 2*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(batches["app-guid"]) != 5 {
+			return fmt.Errorf("%d RTR lines for app-guid, want 5: %v", len(batches["app-guid"]), batches)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 1 {
+		t.Fatalf("lines published for %d apps, want only app-guid: %v", len(batches), batches)
+	}
+	var l mbus.AppLog
+	if err := json.Unmarshal([]byte(batches["app-guid"][4]), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.SourceType != "RTR" || l.InstanceIndex != "3" || l.AppID != "app-guid" || !strings.Contains(l.Message, `"GET /path-4 HTTP/1.1" 200`) || l.TimestampNs == 0 {
+		t.Fatalf("app log = %+v", l)
+	}
+}
