@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -247,6 +248,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 		p.upgrade(w, r, c, resp, st)
 		return forwardResult{}
 	}
+	// A client that leaves mid-response must not keep the backend streaming
+	// to nobody: closing the connection ends the copy below at once.
+	unwatch := context.AfterFunc(r.Context(), func() { c.Close() })
 
 	h := w.Header()
 	removeHopHeaders(resp.Header)
@@ -264,7 +268,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 	n, readErr, writeErr := copyBody(w, resp.Body, *bufp, resp.ContentLength < 0)
 	copyBufs.Put(bufp)
 	st.bytesOut = n
-	if readErr != nil || writeErr != nil || resp.Close {
+	if !unwatch() || readErr != nil || writeErr != nil || resp.Close {
 		c.Close()
 		if readErr != nil {
 			p.log.Warn("backend-response-truncated", "endpoint", e.Addr, "error", readErr, "request_id", st.requestID)
@@ -292,6 +296,10 @@ func isNoResponse(err error) bool {
 
 // roundTrip writes the request on c and reads the response headers.
 func (p *Proxy) roundTrip(c *backendConn, r *http.Request, body []byte, upgrade string) (*http.Response, error) {
+	// If the client leaves while the backend thinks, the backend should see
+	// its connection close, as it would behind gorouter.
+	unwatch := context.AfterFunc(r.Context(), func() { c.Close() })
+	defer unwatch()
 	if err := writeRequest(c.bw, r, body, upgrade); err != nil {
 		return nil, &noResponseError{err: err, writing: true}
 	}

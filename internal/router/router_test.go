@@ -490,11 +490,13 @@ func TestProxyClientCancelDoesNotPruneTLSEndpoint(t *testing.T) {
 	ca := testutil.NewCA(t, "ca")
 	h := newHarness(t, func(c *FileConfig, o *Options) { o.BackendTLS = &tls.Config{RootCAs: ca.Pool} })
 	release := make(chan struct{})
+	var backendSawCancel atomic.Int64
 	b := &backend{name: "slow"}
 	b.srv = httptest.NewUnstartedServer(b.handler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
+			backendSawCancel.Add(1)
 		}
 	}))
 	b.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "slow-1", net.ParseIP("127.0.0.1"))}}
@@ -517,6 +519,14 @@ func TestProxyClientCancelDoesNotPruneTLSEndpoint(t *testing.T) {
 		cancel()
 		<-done
 	}
+	// The router closes the backend connection when its client leaves, so
+	// the app stops working for nobody.
+	testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+		if n := backendSawCancel.Load(); n != 5 {
+			return fmt.Errorf("the backend saw %d of 5 cancellations", n)
+		}
+		return nil
+	})
 	close(release)
 	if h.r.Registry().Lookup("slow.localhost", "/") == nil {
 		t.Fatal("clients that went away got a healthy TLS endpoint pruned")
