@@ -388,3 +388,18 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// LRPStartRequest asks the auctioneer to place instances of a DesiredLRP.
+type LRPStartRequest struct {
+	ProcessGUID   string   `json:"process_guid"`
+	Domain        string   `json:"domain"`
+	Indices       []int32  `json:"indices"`
+	Resource      Resource `json:"resource"`
+	PlacementTags []string `json:"placement_tags,omitempty"`
+}
+
+// NewLRPStartRequest asks for the given indices of d.
+func NewLRPStartRequest(d *DesiredLRP, indices ...int32) LRPStartRequest {
+	return LRPStartRequest{ProcessGUID: d.ProcessGUID, Domain: d.Domain, Indices: indices,
+		Resource: Resource{MemoryMB: d.MemoryMB, DiskMB: d.DiskMB}, PlacementTags: d.PlacementTags}
+}
