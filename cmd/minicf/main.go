@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCommand(), routerCommand(), natsCommand())
+	root.AddCommand(demoCommand(), routerCommand(), natsCommand(), envoyCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "minicf:", err)
 		os.Exit(1)

@@ -72,9 +72,13 @@ func (a *AccessLog) Flush() error {
 	if a.w != nil {
 		err = a.w.Flush()
 	}
+	// Take the map out from under the lock before ranging over it: Log
+	// writes to whatever map a.pending holds.
 	pending := a.pending
 	if len(pending) > 0 {
 		a.pending = make(map[string][]byte, len(pending))
+	} else {
+		pending = nil
 	}
 	a.mu.Unlock()
 	for app, batch := range pending {

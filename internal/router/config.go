@@ -51,12 +51,15 @@ type FileConfig struct {
 	DrainTimeout                    time.Duration `yaml:"drain_timeout"`
 	StickySessionCookieNames        []string      `yaml:"sticky_session_cookie_names"`
 	Backends                        struct {
-		MaxAttempts            int           `yaml:"max_attempts"`
-		CAFile                 string        `yaml:"ca_file"`
-		CertFile               string        `yaml:"cert_file"`
-		KeyFile                string        `yaml:"key_file"`
-		DialTimeout            time.Duration `yaml:"dial_timeout"`
-		IdleTimeout            time.Duration `yaml:"idle_timeout"`
+		MaxAttempts int           `yaml:"max_attempts"`
+		CAFile      string        `yaml:"ca_file"`
+		CertFile    string        `yaml:"cert_file"`
+		KeyFile     string        `yaml:"key_file"`
+		DialTimeout time.Duration `yaml:"dial_timeout"`
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+		// IdleProbeAfter: a backend connection idle this long is checked
+		// for a close by the app before it carries a request.
+		IdleProbeAfter         time.Duration `yaml:"idle_probe_after"`
 		MaxIdleConnsPerBackend int           `yaml:"max_idle_conns_per_backend"`
 		MaxResponseHeaderBytes int64         `yaml:"max_response_header_bytes"`
 	} `yaml:"backends"`
@@ -96,6 +99,7 @@ func DefaultFileConfig() FileConfig {
 	c.Backends.MaxAttempts = 3
 	c.Backends.DialTimeout = 5 * time.Second
 	c.Backends.IdleTimeout = 30 * time.Second
+	c.Backends.IdleProbeAfter = time.Second
 	c.Backends.MaxIdleConnsPerBackend = 100
 	c.Backends.MaxResponseHeaderBytes = 1 << 20
 	c.AccessLog.PublishAppLogs = true
@@ -147,8 +151,8 @@ func (c *FileConfig) Validate() error {
 			return fmt.Errorf("%s must be a positive duration such as 30s, not %v", name, d)
 		}
 	}
-	if c.StartResponseDelay < 0 || c.DrainWait < 0 {
-		return errors.New("start_response_delay and drain_wait must not be negative")
+	if c.StartResponseDelay < 0 || c.DrainWait < 0 || c.Backends.IdleProbeAfter < 0 {
+		return errors.New("start_response_delay, drain_wait and backends.idle_probe_after must not be negative")
 	}
 	switch c.BalancingAlgorithm {
 	case mbus.LBRoundRobin, mbus.LBLeastConnection:

@@ -117,6 +117,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.requestID = requestID(r.Header)
 	r.Header[headerRequestID] = []string{st.requestID}
 
+	if !(r.ProtoMajor == 1 && r.ProtoMinor <= 1 || r.ProtoMajor == 2 && r.ProtoMinor == 0) {
+		// As gorouter's protocol check: only HTTP/1.0, 1.1 and 2 are proxied.
+		p.fail(w, &st, http.StatusBadRequest, "", "Unsupported protocol "+r.Proto)
+		return
+	}
 	host := hostOnly(r.Host)
 	st.host = host
 	if host == "" || host == hostOnly(r.RemoteAddr) {
@@ -152,8 +157,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var tried [4]*Endpoint
-	triedN := 0
+	var triedBuf [4]*Endpoint // no allocation up to four attempts
+	tried := triedBuf[:0]
 	var lastErr error
 	var lastEp *Endpoint
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
@@ -173,15 +178,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				e = pool.pick(nil, st.start, p.cfg.RetryAfterFailure)
 			}
 		default:
-			e = pool.pick(tried[:triedN], p.now(), p.cfg.RetryAfterFailure)
+			e = pool.pick(tried, p.now(), p.cfg.RetryAfterFailure)
 		}
 		if e == nil {
 			break
 		}
-		if triedN < len(tried) {
-			tried[triedN] = e
-			triedN++
-		}
+		tried = append(tried, e)
 		st.attempts++
 		res := p.forward(w, r, e, body, upgrade, sticky, pool, &st)
 		if res.err == nil {
@@ -227,9 +229,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 		return forwardResult{err: err, retriable: true}
 	}
 	resp, err := p.roundTrip(c, r, body, upgrade)
-	if err != nil && reused && replayable && isNoResponse(err) && r.Context().Err() == nil {
-		// The backend closed an idle connection as we picked it up; nothing
-		// reached the app, so try once more on a fresh connection.
+	if err != nil && reused && replayable && isNoResponse(err) && (isWriteError(err) || isIdempotent(r)) && r.Context().Err() == nil {
+		// The backend closed an idle connection as we picked it up. A request
+		// that could not be written, or one that is safe to repeat, goes once
+		// more on a fresh connection; any other may have reached the app.
 		c.Close()
 		c, err = p.tr.dial(r.Context(), e)
 		if err != nil {
@@ -288,6 +291,11 @@ type noResponseError struct {
 
 func (e *noResponseError) Error() string { return e.err.Error() }
 func (e *noResponseError) Unwrap() error { return e.err }
+
+func isWriteError(err error) bool {
+	var nr *noResponseError
+	return errors.As(err, &nr) && nr.writing
+}
 
 func isNoResponse(err error) bool {
 	var nr *noResponseError

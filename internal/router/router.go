@@ -105,7 +105,7 @@ func New(bus Bus, o Options) (*Router, error) {
 	r.proxy = &Proxy{
 		reg: reg,
 		tr: newTransport(o.BackendTLS, c.Backends.DialTimeout, c.Backends.IdleTimeout,
-			c.Backends.MaxIdleConnsPerBackend),
+			c.Backends.IdleProbeAfter, c.Backends.MaxIdleConnsPerBackend),
 		cfg: ProxyConfig{
 			MaxAttempts:            c.Backends.MaxAttempts,
 			RetryAfterFailure:      c.DropletStaleThreshold / 4,

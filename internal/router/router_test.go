@@ -890,3 +890,38 @@ func TestAccessLinesArePublishedPerApp(t *testing.T) {
 		t.Fatalf("app log = %+v", l)
 	}
 }
+
+// TestProxyDoesNotLoseAPOSTToAConnectionTheAppClosed: an app that closes
+// idle keep-alive connections (as Java's 60 s timeout does) must not turn
+// the next POST into a 502. The router probes idle connections before reuse.
+func TestProxyDoesNotLoseAPOSTToAConnectionTheAppClosed(t *testing.T) {
+	h := newHarness(t, func(c *FileConfig, _ *Options) { c.Backends.IdleProbeAfter = 0 })
+	var closed atomic.Int64
+	b := &backend{name: "idle-closer"}
+	b.srv = httptest.NewUnstartedServer(b.handler(nil))
+	b.srv.Config.IdleTimeout = 50 * time.Millisecond
+	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	b.srv.Start()
+	t.Cleanup(b.srv.Close)
+	h.register(b.msg("idle.localhost", "i", "0"))
+	for i := 0; i < 3; i++ {
+		resp := h.do("POST", "idle.localhost", "/", strings.NewReader("order=1"))
+		if got := readBody(t, resp); resp.StatusCode != 200 || got != "idle-closer" {
+			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, got)
+		}
+		want := int64(i + 1)
+		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+			if closed.Load() < want {
+				return fmt.Errorf("the app has not closed the idle connection yet")
+			}
+			return nil
+		})
+	}
+	if n := b.hits.Load(); n != 3 {
+		t.Fatalf("the app saw %d POSTs, want 3", n)
+	}
+}

@@ -20,6 +20,7 @@ import (
 // backendConn is one pooled connection to a backend.
 type backendConn struct {
 	conn      net.Conn
+	raw       net.Conn // the TCP connection under TLS, for liveness probes
 	lim       *limitedConn
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -66,9 +67,12 @@ type transport struct {
 	dialTimeout    time.Duration
 	idleTimeout    time.Duration
 	maxIdlePerHost int
+	// probeIdleAfter is how long a connection may sit idle before it is
+	// probed before reuse. Apps close idle connections after seconds.
+	probeIdleAfter time.Duration
 }
 
-func newTransport(tlsBase *tls.Config, dialTimeout, idleTimeout time.Duration, maxIdle int) *transport {
+func newTransport(tlsBase *tls.Config, dialTimeout, idleTimeout, probeIdleAfter time.Duration, maxIdle int) *transport {
 	if tlsBase == nil {
 		tlsBase = &tls.Config{}
 	}
@@ -83,6 +87,7 @@ func newTransport(tlsBase *tls.Config, dialTimeout, idleTimeout time.Duration, m
 		dialTimeout:    dialTimeout,
 		idleTimeout:    idleTimeout,
 		maxIdlePerHost: maxIdle,
+		probeIdleAfter: probeIdleAfter,
 	}
 }
 
@@ -117,6 +122,13 @@ func (t *transport) takeIdle(e *Endpoint) *backendConn {
 		b.idle = b.idle[:n-1]
 		if t.idleTimeout > 0 && now.Sub(c.idleSince) > t.idleTimeout {
 			// Close outside the lock would be nicer, but closing a socket does not block.
+			c.Close()
+			continue
+		}
+		// A connection idle for a while may have been closed by the app's own
+		// idle timeout; writing a request into it would lose the request.
+		// Hot connections skip the probe, which costs a system call.
+		if now.Sub(c.idleSince) >= t.probeIdleAfter && !connAlive(c.raw) {
 			c.Close()
 			continue
 		}
@@ -164,6 +176,7 @@ func (t *transport) dial(ctx context.Context, e *Endpoint) (*backendConn, error)
 	lim := &limitedConn{Conn: conn, limit: -1}
 	return &backendConn{
 		conn: conn,
+		raw:  raw,
 		lim:  lim,
 		br:   bufio.NewReaderSize(lim, 4096),
 		bw:   bufio.NewWriterSize(conn, 4096),
