@@ -81,13 +81,45 @@ type env struct {
 	sub  *subscription
 }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	store, err := OpenSQLStore(context.Background(), filepath.Join(t.TempDir(), "bbs.db"))
-	if err != nil {
-		t.Fatal(err)
+// storeOpener gives each test its own empty store.
+type storeOpener func(t *testing.T) Store
+
+// serviceSuite runs on every store the BBS supports: the issue asks for the
+// same BBS tests on SQLite and PostgreSQL.
+var serviceSuite = []struct {
+	name string
+	run  func(*testing.T, storeOpener)
+}{
+	{"DesireCreatesUnclaimedInstancesAndAsksForPlacement", serviceDesireCreatesUnclaimedInstancesAndAsksForPlacement},
+	{"ActualLRPStateMachine", serviceActualLRPStateMachine},
+	{"CrashesRestartThreeTimesThenBackOff", serviceCrashesRestartThreeTimesThenBackOff},
+	{"ScaleUpAndDown", serviceScaleUpAndDown},
+	{"RoutesUpdateAndRemoval", serviceRoutesUpdateAndRemoval},
+	{"ConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes", serviceConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes},
+	{"CellsHeartbeatAndValidation", serviceCellsHeartbeatAndValidation},
+	{"HTTPAPI", serviceHTTPAPI},
+	{"EventStreamFiltersByCellAndCountsIDs", serviceEventStreamFiltersByCellAndCountsIDs},
+	{"WatchResyncsAfterTheStreamDrops", serviceWatchResyncsAfterTheStreamDrops},
+}
+
+func runServiceSuite(t *testing.T, open storeOpener) {
+	for _, tc := range serviceSuite {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
 	}
-	t.Cleanup(func() { store.Close() })
+}
+
+func TestServiceOnSQLite(t *testing.T) {
+	runServiceSuite(t, func(t *testing.T) Store { return stOpen(t, filepath.Join(t.TempDir(), "bbs.db")) })
+}
+
+func TestServiceOnPostgres(t *testing.T) {
+	newDSN := stPostgres(t)
+	runServiceSuite(t, func(t *testing.T) Store { return stOpen(t, newDSN(t)) })
+}
+
+func newEnv(t *testing.T, open storeOpener) *env {
+	t.Helper()
+	store := open(t)
 	e := &env{auc: &fakeAuctioneer{}, reps: &fakeReps{}, clk: newClock()}
 	e.svc = NewService(Config{Logger: quietLogger(), Now: e.clk.Now, CellTTL: 15 * time.Second}, store, e.auc, e.reps)
 	e.sub = e.svc.hub.subscribe("")
@@ -146,8 +178,8 @@ func (e *env) run(t *testing.T, guid string, i int32, cell, instance string) Act
 	return ik
 }
 
-func TestDesireCreatesUnclaimedInstancesAndAsksForPlacement(t *testing.T) {
-	e := newEnv(t)
+func serviceDesireCreatesUnclaimedInstancesAndAsksForPlacement(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	if err := e.svc.DesireLRP(ctx, desired("web", 2)); err != nil {
 		t.Fatal(err)
@@ -177,8 +209,8 @@ func TestDesireCreatesUnclaimedInstancesAndAsksForPlacement(t *testing.T) {
 	}
 }
 
-func TestActualLRPStateMachine(t *testing.T) {
-	e := newEnv(t)
+func serviceActualLRPStateMachine(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	e.svc.DesireLRP(ctx, desired("web", 1))
 	ikA := ActualLRPInstanceKey{InstanceGUID: "inst-a", CellID: "cell-1"}
@@ -216,8 +248,8 @@ func TestActualLRPStateMachine(t *testing.T) {
 	}
 }
 
-func TestCrashesRestartThreeTimesThenBackOff(t *testing.T) {
-	e := newEnv(t)
+func serviceCrashesRestartThreeTimesThenBackOff(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	e.svc.DesireLRP(ctx, desired("web", 1))
 	e.heartbeat(t, "cell-1")
@@ -258,8 +290,8 @@ func TestCrashesRestartThreeTimesThenBackOff(t *testing.T) {
 	}
 }
 
-func TestScaleUpAndDown(t *testing.T) {
-	e := newEnv(t)
+func serviceScaleUpAndDown(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	e.svc.DesireLRP(ctx, desired("web", 1))
 	e.heartbeat(t, "cell-1")
@@ -302,8 +334,8 @@ func TestScaleUpAndDown(t *testing.T) {
 	}
 }
 
-func TestRoutesUpdateAndRemoval(t *testing.T) {
-	e := newEnv(t)
+func serviceRoutesUpdateAndRemoval(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	e.svc.DesireLRP(ctx, desired("web", 1))
 	e.heartbeat(t, "cell-1")
@@ -355,8 +387,8 @@ func mustRoutes(t *testing.T, d *DesiredLRP) []CFRoute {
 	return r
 }
 
-func TestConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes(t *testing.T) {
-	e := newEnv(t)
+func serviceConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	ctx := context.Background()
 	e.svc.DesireLRP(ctx, desired("web", 2))
 	e.heartbeat(t, "cell-1")
@@ -394,8 +426,8 @@ func TestConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes(t *testing
 	}
 }
 
-func TestCellsHeartbeatAndValidation(t *testing.T) {
-	e := newEnv(t)
+func serviceCellsHeartbeatAndValidation(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	e.heartbeat(t, "cell-b")
 	e.heartbeat(t, "cell-a")
 	cells := e.svc.Cells()
@@ -413,8 +445,8 @@ func TestCellsHeartbeatAndValidation(t *testing.T) {
 
 // TestHTTPAPI drives the handlers over HTTP: typed errors for malformed and
 // oversized requests, and nothing stored changes.
-func TestHTTPAPI(t *testing.T) {
-	e := newEnv(t)
+func serviceHTTPAPI(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	srv := NewServer(ServerConfig{Logger: quietLogger(), KeepaliveInterval: 50 * time.Millisecond}, e.svc)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
@@ -470,8 +502,8 @@ func TestHTTPAPI(t *testing.T) {
 	}
 }
 
-func TestEventStreamFiltersByCellAndCountsIDs(t *testing.T) {
-	e := newEnv(t)
+func serviceEventStreamFiltersByCellAndCountsIDs(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	srv := NewServer(ServerConfig{Logger: quietLogger(), KeepaliveInterval: 20 * time.Millisecond}, e.svc)
 	hs := httptest.NewServer(srv.Handler())
 	defer func() { srv.Stop(context.Background()); hs.Close() }()
@@ -506,8 +538,8 @@ func TestEventStreamFiltersByCellAndCountsIDs(t *testing.T) {
 	}
 }
 
-func TestWatchResyncsAfterTheStreamDrops(t *testing.T) {
-	e := newEnv(t)
+func serviceWatchResyncsAfterTheStreamDrops(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
 	srv := NewServer(ServerConfig{Logger: quietLogger(), KeepaliveInterval: 20 * time.Millisecond}, e.svc)
 	hs := httptest.NewServer(srv.Handler())
 	defer func() { srv.Stop(context.Background()); hs.Close() }()

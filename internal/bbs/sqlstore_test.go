@@ -42,7 +42,9 @@ func TestSQLiteMemoryStore(t *testing.T) {
 	testStore(t, func(t *testing.T) Store { return stOpen(t, ":memory:") })
 }
 
-func TestPostgresStore(t *testing.T) {
+// stPostgres connects to the test PostgreSQL and returns a maker of empty
+// schemas, one per test. With CI=true a missing database is a failure.
+func stPostgres(t *testing.T) func(*testing.T) string {
 	base := os.Getenv(stPostgresURLEnv)
 	if base == "" {
 		if os.Getenv("CI") == "true" {
@@ -83,7 +85,11 @@ func TestPostgresStore(t *testing.T) {
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
+	return newDSN
+}
 
+func TestPostgresStore(t *testing.T) {
+	newDSN := stPostgres(t)
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("PostgreSQL store suite took %v", time.Since(start).Round(time.Millisecond)) })
 	t.Run("Contract", func(t *testing.T) {
