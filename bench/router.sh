@@ -145,6 +145,7 @@ else
 fi
 go build -o "$TMP/backend" ./bench/backend || die "go build ./bench/backend failed"
 go build -o "$TMP/register" ./bench/register || die "go build ./bench/register failed"
+go build -o "$TMP/rproxy" ./bench/rproxy || die "go build ./bench/rproxy failed"
 
 PORTS=$(free_ports 3) || die "python3 could not find free ports"
 read -r NATS_PORT ROUTER_PORT STATUS_PORT <<<"$PORTS"
@@ -192,8 +193,17 @@ route_ok() { [[ $(http_code -H "Host: $ROUTE" "http://127.0.0.1:$ROUTER_PORT/") 
 wait_until "router to proxy $ROUTE with 200" "$ROUTER_PID" router route_ok
 alive "$REGISTER_PID" register
 
+# ---- calibration: Go's bare httputil.ReverseProxy ------------------------
+log "starting the stdlib ReverseProxy baseline"
+start rproxy "$TMP/rproxy" -listen 127.0.0.1:0 -backend "http://$BACKEND_ADDR"
+RPROXY_PID=$LAST_PID
+wait_until "rproxy to print its address" "$RPROXY_PID" rproxy \
+	grep -qs '^listening on ' "$TMP/rproxy.log"
+RPROXY_ADDR=$(sed -n 's/^listening on //p' "$TMP/rproxy.log" | head -n 1)
+
 DIRECT_URL="http://$BACKEND_ADDR/"
 PROXY_URL="http://127.0.0.1:$ROUTER_PORT/"
+RPROXY_URL="http://$RPROXY_ADDR/"
 
 # ---- wrk -------------------------------------------------------------------
 # run_wrk OUTFILE DURATION URL [wrk args...]
@@ -246,20 +256,21 @@ median() {
 	}'
 }
 
-log "warm-up: ${WARMUP} each, direct and proxied"
+log "warm-up: ${WARMUP} each, direct, proxied and rproxy"
 run_wrk "$TMP/warmup-direct.txt" "$WARMUP" "$DIRECT_URL"
 run_wrk "$TMP/warmup-proxied.txt" "$WARMUP" "$PROXY_URL" -H "Host: $ROUTE"
+run_wrk "$TMP/warmup-rproxy.txt" "$WARMUP" "$RPROXY_URL"
 
 : >"$TMP/results.txt"
 printf '\n%-6s %-8s %12s %10s %10s %8s\n' round target 'req/s' 'p50(ms)' 'p99(ms)' errors
 for ((r = 1; r <= ROUNDS; r++)); do
-	for target in direct proxied; do
+	for target in direct proxied rproxy; do
 		out="$TMP/wrk-$target-$r.txt"
-		if [[ $target == direct ]]; then
-			run_wrk "$out" "$DURATION" "$DIRECT_URL"
-		else
-			run_wrk "$out" "$DURATION" "$PROXY_URL" -H "Host: $ROUTE"
-		fi
+		case $target in
+		direct) run_wrk "$out" "$DURATION" "$DIRECT_URL" ;;
+		proxied) run_wrk "$out" "$DURATION" "$PROXY_URL" -H "Host: $ROUTE" ;;
+		rproxy) run_wrk "$out" "$DURATION" "$RPROXY_URL" ;;
+		esac
 		alive "$ROUTER_PID" router
 		res=$(parse_wrk "$out") || { cat "$out" >&2; die "cannot parse wrk output ($out)"; }
 		read -r rps p50 p99 errs <<<"$res"
@@ -271,14 +282,18 @@ done
 col() { awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$TMP/results.txt"; }
 printf '\nmedians over %d round(s), wrk -t%s -c%s -d%s:\n' "$ROUNDS" "$THREADS" "$CONNS" "$DURATION"
 printf '%-8s %12s %10s %10s\n' target 'req/s' 'p50(ms)' 'p99(ms)'
-for target in direct proxied; do
+for target in direct proxied rproxy; do
 	printf '%-8s %12s %10s %10s\n' "$target" \
 		"$(col "$target" 2 | median %.2f)" "$(col "$target" 3 | median)" "$(col "$target" 4 | median)"
 done
 direct_rps=$(col direct 2 | median)
 proxied_rps=$(col proxied 2 | median)
-awk -v p="$proxied_rps" -v d="$direct_rps" \
-	'BEGIN { if (d > 0) printf "ratio proxied/direct (median req/s): %.3f\n", p / d; else print "ratio proxied/direct: n/a (direct req/s is 0)" }'
+rproxy_rps=$(col rproxy 2 | median)
+awk -v p="$proxied_rps" -v d="$direct_rps" -v b="$rproxy_rps" 'BEGIN {
+	if (d > 0) printf "ratio proxied/direct (median req/s): %.3f\n", p / d; else print "ratio proxied/direct: n/a (direct req/s is 0)"
+	if (d > 0) printf "ratio rproxy/direct (stdlib ReverseProxy baseline): %.3f\n", b / d
+	if (b > 0) printf "ratio proxied/rproxy (minicf router vs bare ReverseProxy): %.2f\n", p / b
+}'
 
 total_errs=$(awk '{ s += $5 } END { print s + 0 }' "$TMP/results.txt")
 if ((total_errs > 0)); then
