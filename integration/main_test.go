@@ -14,8 +14,9 @@ import (
 	"testing"
 )
 
-// minicfBin is the race-enabled binary TestMain builds once.
-var minicfBin string
+// minicfBin is the race-enabled binary TestMain builds once; appDir holds
+// the test app (diegoapp) the Diego tests run as an LRP.
+var minicfBin, appDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -38,6 +39,13 @@ func runMain(m *testing.M) int {
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: building minicf failed: %v\n%s", err, out)
+		return 1
+	}
+	appDir = filepath.Join(dir, "diegoapp")
+	buildApp := exec.Command(goTool(), "build", "-o", filepath.Join(appDir, "diegoapp"), "./integration/testdata/diegoapp")
+	buildApp.Dir = root
+	if out, err := buildApp.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: building the test app failed: %v\n%s", err, out)
 		return 1
 	}
 	return m.Run()

@@ -18,7 +18,8 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCommand(), routerCommand(), natsCommand(), envoyCommand())
+	root.AddCommand(demoCommand(), routerCommand(), natsCommand(), envoyCommand(),
+		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "minicf:", err)
 		os.Exit(1)

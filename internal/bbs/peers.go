@@ -1,6 +1,9 @@
 package bbs
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Auctioneer is what the BBS needs from the auctioneer: somewhere to send
 // instances that need a cell. The HTTP client in package auctioneer
@@ -14,3 +17,9 @@ type Auctioneer interface {
 type RepClient interface {
 	StopLRPInstance(ctx context.Context, cell *CellPresence, key ActualLRPKey, ik ActualLRPInstanceKey) error
 }
+
+// ErrInstanceNotOnCell is what a RepClient returns (wrapped) when the cell
+// says it does not run the instance it was asked to stop: the BBS then
+// removes the instance itself instead of waiting for a removal that will
+// never come.
+var ErrInstanceNotOnCell = errors.New("the cell does not run this instance")

@@ -145,10 +145,19 @@ func (s *Service) deliver(o outbox) {
 		if !ok || s.reps == nil {
 			continue
 		}
+		s.wg.Add(1)
 		go func(st stopRequest, cell CellPresence) {
+			defer s.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := s.reps.StopLRPInstance(ctx, &cell, st.key, st.ik); err != nil {
+			err := s.reps.StopLRPInstance(ctx, &cell, st.key, st.ik)
+			switch {
+			case errors.Is(err, ErrInstanceNotOnCell):
+				// Nothing runs there to remove it later: remove it now.
+				if rerr := s.RemoveActualLRP(ctx, st.key.ProcessGUID, st.key.Index, &st.ik); rerr != nil && !errors.Is(rerr, ErrResourceNotFound) {
+					s.log.Warn("stop-request-remove-failed", "process_guid", st.key.ProcessGUID, "index", st.key.Index, "error", rerr.Error())
+				}
+			case err != nil:
 				s.log.Warn("stop-request-failed", "process_guid", st.key.ProcessGUID, "index", st.key.Index,
 					"cell_id", st.ik.CellID, "error", err.Error())
 			}

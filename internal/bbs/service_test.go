@@ -47,13 +47,14 @@ func (f *fakeAuctioneer) indices(guid string) []int32 {
 type fakeReps struct {
 	mu    sync.Mutex
 	stops []string
+	err   error // returned by every stop
 }
 
 func (f *fakeReps) StopLRPInstance(_ context.Context, cell *CellPresence, key ActualLRPKey, ik ActualLRPInstanceKey) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stops = append(f.stops, fmt.Sprintf("%s/%d@%s", key.ProcessGUID, key.Index, cell.CellID))
-	return nil
+	return f.err
 }
 
 func (f *fakeReps) list() []string {
@@ -94,6 +95,7 @@ var serviceSuite = []struct {
 	{"ActualLRPStateMachine", serviceActualLRPStateMachine},
 	{"CrashesRestartThreeTimesThenBackOff", serviceCrashesRestartThreeTimesThenBackOff},
 	{"ScaleUpAndDown", serviceScaleUpAndDown},
+	{"StopOfAnInstanceTheCellDoesNotRun", serviceStopOfAnInstanceTheCellDoesNotRun},
 	{"RoutesUpdateAndRemoval", serviceRoutesUpdateAndRemoval},
 	{"ConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes", serviceConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes},
 	{"CellsHeartbeatAndValidation", serviceCellsHeartbeatAndValidation},
@@ -622,4 +624,25 @@ func TestAllowsTransitionTo(t *testing.T) {
 			t.Errorf("%s -> %s with %v: %v, want %v", c.from, c.to, c.key, got, c.ok)
 		}
 	}
+}
+
+// serviceStopOfAnInstanceTheCellDoesNotRun: a cell that answers "not here"
+// to a stop never removes the instance, so the BBS does.
+func serviceStopOfAnInstanceTheCellDoesNotRun(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
+	e.reps.err = fmt.Errorf("cell-1: %w", ErrInstanceNotOnCell)
+	ctx := context.Background()
+	e.svc.DesireLRP(ctx, desired("web", 2))
+	e.heartbeat(t, "cell-1")
+	e.run(t, "web", 1, "cell-1", "inst-1")
+	if err := e.svc.UpdateDesiredLRP(ctx, "web", &DesiredLRPUpdate{Instances: ptr(int32(1))}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+		list, _ := e.svc.ActualLRPs(ctx, ActualLRPsRequest{ProcessGUID: "web"})
+		if len(list) != 1 || list[0].Index != 0 {
+			return fmt.Errorf("actuals %v", list)
+		}
+		return nil
+	})
 }

@@ -741,9 +741,12 @@ func copyCounting(dst io.Writer, src io.Reader, n *atomic.Int64) error {
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			// Counted before the write: once the peer has the bytes it may
+			// answer, and a reader of the counters must already see them.
+			n.Add(int64(nr))
 			nw, werr := dst.Write(buf[:nr])
-			n.Add(int64(nw))
 			if werr != nil {
+				n.Add(int64(nw - nr))
 				return werr
 			}
 		}
