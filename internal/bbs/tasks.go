@@ -23,6 +23,11 @@ type TaskDefinition struct {
 	Action   *RunAction      `json:"action"`
 	MemoryMB int32           `json:"memory_mb"`
 	DiskMB   int32           `json:"disk_mb"`
+	// Upload, when set, is done by the cell (outside the container, as
+	// Diego's executor runs an UploadAction) after Action succeeded: the
+	// staged droplet goes to the Cloud Controller this way, so a container
+	// never needs a network path to the Cloud Controller.
+	Upload *UploadAction `json:"upload,omitempty"`
 	// ResultFile is a path inside the container whose content (at most
 	// MaxTaskResultBytes) becomes the Task's result when the action succeeds.
 	ResultFile string `json:"result_file,omitempty"`
@@ -35,6 +40,22 @@ type TaskDefinition struct {
 	// MaxDurationMs bounds the run; 0 means no limit.
 	MaxDurationMs int64 `json:"max_duration_ms,omitempty"`
 }
+
+// UploadAction sends a file from the container to a URL (HTTP PUT; over
+// mutual TLS when the URL is https).
+type UploadAction struct {
+	From string `json:"from"` // path inside the container, e.g. /tmp/droplet.tgz
+	To   string `json:"to"`   // URL
+}
+
+// Lifecycle binaries: an action path under LifecyclePrefix names a minicf
+// verb the cell runs in the container in its place, as Diego cells get the
+// buildpack lifecycle's builder and launcher from a blobstore.
+const (
+	LifecyclePrefix   = "/tmp/lifecycle/"
+	LifecycleBuilder  = LifecyclePrefix + "builder"  // stages a package into a droplet
+	LifecycleLauncher = LifecyclePrefix + "launcher" // runs a droplet's start command
+)
 
 // MaxTaskResultBytes bounds a Task's result, as Diego does (10 KiB).
 const MaxTaskResultBytes = 10 << 10
