@@ -138,10 +138,12 @@ func diegoApp(guid string, instances int32) *bbs.DesiredLRP {
 func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 	d := startDiego(t, "cell-1", "cell-2")
 	ctx := context.Background()
+	desired := time.Now()
 	if err := d.client.DesireLRP(ctx, diegoApp("web", 2)); err != nil {
 		t.Fatal(err)
 	}
 	running := d.waitRunning(t, "web", 2, 60*time.Second)
+	t.Logf("desire → 2 instances RUNNING behind their sidecars: %v", time.Since(desired).Round(time.Millisecond))
 	if running[0].CellID == running[1].CellID {
 		t.Fatalf("both instances on %s: the auctioneer should spread them", running[0].CellID)
 	}
@@ -171,6 +173,7 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 
 	// Kill one app process: the cell reports the crash and the BBS restarts it.
 	victim := running[0]
+	crashed := time.Now()
 	d.viaSidecar(victim, "/crash")
 	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		for _, a := range d.actuals(t, "web") {
@@ -183,6 +186,7 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 		}
 		return fmt.Errorf("instance %d is gone", victim.Index)
 	})
+	t.Logf("crash → replacement RUNNING: %v", time.Since(crashed).Round(time.Millisecond))
 
 	// Scale to 3 and back to 1.
 	three, one := int32(3), int32(1)
