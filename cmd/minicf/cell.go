@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,11 +24,25 @@ func cellCommand() *cobra.Command {
 	var memoryMB, diskMB, containers int32
 	var heartbeat, grace, proxyReload, poll time.Duration
 	var portStart int
-	var stopAll bool
+	var stopAll, routeIntegrity bool
+	var mode, networkRange, prefix string
+	var index int
 	cmd := &cobra.Command{
 		Use:   "cell",
-		Short: "Run a Diego cell: the rep, its executor and Garden (process mode)",
-		Args:  cobra.NoArgs,
+		Short: "Run a Diego cell: the rep, its executor and Garden (process or namespace mode)",
+		Long: `Run a Diego cell: the rep, its executor and Garden.
+
+In namespace mode (root, Linux, ip and iptables) the cell is a network
+namespace <prefix>-cell-N on the foundation bridge <prefix>0, each container
+a namespace of its own with an overlay address from the cell's /24, and each
+host port a DNAT rule in the cell (chain netin--<handle>). The foundation
+range (--network-range) is checked against the host's routes, addresses and
+DNS resolvers first. With --stop-instances the cell is torn down on exit
+(and the bridge with the last cell); otherwise it stays for the next run to
+adopt. 'minicf down' removes whatever is left.
+
+In process mode each instance is a plain process on loopback ports.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := logging.New(os.Stderr, level, "rep")
 			if err != nil {
@@ -45,29 +63,82 @@ func cellCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			g, err := garden.NewProcessGarden(garden.ProcessConfig{Root: root, PortRangeStart: portStart, Logger: logger})
+			mode, err = cellMode(mode, logger)
 			if err != nil {
 				return err
+			}
+			var g *garden.Garden
+			var nw *garden.Network
+			// teardown removes the cell's network (namespace mode, --stop-instances).
+			teardown := func() error { return nil }
+			netinCtx, stopNetin := context.WithCancel(context.Background())
+			defer stopNetin()
+			if mode == garden.ModeNamespace {
+				if nw, err = garden.NewNetwork(prefix, networkRange); err != nil {
+					return err
+				}
+				if index == 0 {
+					if index = trailingNumber(id); index == 0 {
+						return fmt.Errorf("cell %s: the id has no trailing number: give the cell's number with --index", id)
+					}
+				}
+				cellIP, err := nw.EnsureCell(cmd.Context(), index)
+				if err != nil {
+					return err
+				}
+				logger.Info("cell-network-ready", "cell_ns", nw.CellNS(index), "cell_ip", cellIP.String(),
+					"bridge", nw.BridgeName(), "range", nw.Range.String(), "subnet", nw.CellSubnet(index).String())
+				teardown = func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					report, err := nw.TeardownCell(ctx, index)
+					if report != nil {
+						logger.Info("cell-network-removed", "cell_ns", nw.CellNS(index), "namespaces", report.Namespaces,
+							"links", report.Links, "routes", report.Routes, "cgroups", report.Cgroups, "killed", report.Killed)
+					}
+					return err
+				}
+				g, err = garden.NewNamespaceGarden(garden.NamespaceConfig{Root: root, Network: nw, Cell: index,
+					PortRangeStart: portStart, Logger: logger})
+				if err != nil {
+					if stopAll {
+						err = errors.Join(err, teardown())
+					}
+					return err
+				}
+				// Repair the cell's netin chains every 10 s, as the
+				// networker's periodic sync would.
+				go g.Netin().Run(netinCtx, 10*time.Second)
+			} else {
+				if g, err = garden.NewProcessGarden(garden.ProcessConfig{Root: root, PortRangeStart: portStart, Logger: logger}); err != nil {
+					return err
+				}
 			}
 			r, err := rep.New(rep.Config{
 				CellID: id, Zone: zone, Listen: listen,
 				Capacity:          bbs.CellCapacity{MemoryMB: memoryMB, DiskMB: diskMB, Containers: containers},
 				HeartbeatInterval: heartbeat, PollInterval: poll, GracePeriod: grace, ProxyReloadWait: proxyReload,
-				Logger: logger,
+				RouteIntegrity: &routeIntegrity,
+				Logger:         logger,
 			}, bbs.NewClient(bbsURL, clientTLS), g, ca, serverTLS)
 			if err != nil {
 				return err
 			}
 			if err := r.Start(cmd.Context()); err != nil {
+				if stopAll {
+					err = errors.Join(err, teardown())
+				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cell %s: rep listening on %s\n", id, r.URL())
+			fmt.Fprintf(cmd.OutOrStdout(), "cell %s: rep listening on %s (%s mode, address %s)\n", id, r.URL(), mode, g.ExternalIP())
 			s := waitForSignal()
 			logger.Info("rep-stopping", "signal", s.String(), "stop_instances", stopAll)
 			ctx, cancel := context.WithTimeout(context.Background(), grace+30*time.Second)
 			defer cancel()
 			if stopAll {
-				return r.StopAll(ctx)
+				err := r.StopAll(ctx)
+				stopNetin()
+				return errors.Join(err, teardown())
 			}
 			return r.Stop(ctx)
 		},
@@ -87,7 +158,45 @@ func cellCommand() *cobra.Command {
 	f.DurationVar(&poll, "poll-interval", 30*time.Second, "how often the rep reconciles its containers with the BBS")
 	f.DurationVar(&grace, "grace-period", 10*time.Second, "time between SIGTERM and SIGKILL when an instance stops")
 	f.DurationVar(&proxyReload, "proxy-reload-wait", 5*time.Second, "wait after invalidating a sidecar's identity before stopping the instance")
-	f.BoolVar(&stopAll, "stop-instances", false, "stop every instance on exit (default: leave them for the next rep to adopt)")
+	f.BoolVar(&stopAll, "stop-instances", false, "stop every instance on exit, and in namespace mode remove the cell's network (default: leave them for the next rep to adopt)")
+	f.StringVar(&mode, "mode", garden.ModeProcess, "namespace, process or auto (namespace where root, Linux, ip and iptables are available)")
+	f.StringVar(&networkRange, "network-range", garden.DefaultNetworkRange, "the foundation's /16 (namespace mode): cells in x.y.0.0/24, cell N's containers in x.y.N.0/24")
+	f.IntVar(&index, "index", 0, "the cell's number on the foundation network, 1-244 (default: the id's trailing number)")
+	f.BoolVar(&routeIntegrity, "route-integrity", true, "run the envoy sidecar and map only its TLS port (false: no sidecar, the app port is mapped)")
+	f.StringVar(&prefix, "prefix", garden.DefaultPrefix, "name prefix of the foundation's namespaces, links and cgroups (namespace mode)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// cellMode resolves --mode: auto is namespace where it can run.
+func cellMode(mode string, logger *slog.Logger) (string, error) {
+	switch mode {
+	case garden.ModeProcess:
+		return mode, nil
+	case garden.ModeNamespace:
+		if why := garden.Preflight(); why != "" {
+			return "", fmt.Errorf("--mode namespace: %s (--mode process runs without)", why)
+		}
+		return mode, nil
+	case "auto":
+		if why := garden.Preflight(); why != "" {
+			logger.Info("cell-mode-selected", "mode", garden.ModeProcess, "reason", why)
+			return garden.ModeProcess, nil
+		}
+		logger.Info("cell-mode-selected", "mode", garden.ModeNamespace)
+		return garden.ModeNamespace, nil
+	}
+	return "", fmt.Errorf("--mode %q: want namespace, process or auto", mode)
+}
+
+var trailingNumberRE = regexp.MustCompile(`([0-9]+)$`)
+
+// trailingNumber is the number an id ends with (cell-3 -> 3), 0 if none.
+func trailingNumber(id string) int {
+	m := trailingNumberRE.FindString(id)
+	n, err := strconv.Atoi(m)
+	if err != nil {
+		return 0
+	}
+	return n
 }

@@ -19,7 +19,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(demoCommand(), routerCommand(), natsCommand(), envoyCommand(),
-		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand())
+		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand(), downCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "minicf:", err)
 		os.Exit(1)

@@ -21,7 +21,12 @@
 // What process mode does not do: it enforces no memory or disk limit (they
 // are recorded), it isolates no filesystem (a process sees the host's), and
 // a process that leaves its process group (setsid) escapes Destroy.
-// Namespace mode, later, keeps this API.
+//
+// Namespace mode (NewNamespaceGarden, namespace.go) keeps this API and adds
+// what Garden and silk do on a Diego cell: each container is a network
+// namespace on its cell's network with an overlay address, a memory cgroup,
+// and a DNAT rule in the cell per NetIn (package netin). The foundation
+// network itself (bridge, cell namespaces, routes) is network.go's.
 package garden
 
 import (
@@ -87,6 +92,7 @@ type PortMapping struct {
 // ContainerInfo describes a container.
 type ContainerInfo struct {
 	Handle      string
+	Mode        string        // ModeProcess or ModeNamespace
 	Dir         string        // the container's root directory on the host
 	ExternalIP  string        // the cell's address (process mode: 127.0.0.1)
 	ContainerIP string        // the instance address (process mode: 127.0.0.1)
@@ -149,11 +155,33 @@ type Garden struct {
 	// procs are the processes this Garden started or adopted, by handle and
 	// process id; their Wait gives the real exit status for our children.
 	procs map[string]map[string]Process
+
+	// ns is namespace mode's network state (nil in process mode).
+	ns *nsState
 }
 
 // NewProcessGarden makes a process-mode Garden on cfg.Root, creating it if
 // needed, and reserves the ports of the containers already there.
 func NewProcessGarden(cfg ProcessConfig) (*Garden, error) {
+	g, err := openGarden(cfg)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := g.Containers()
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range infos {
+		for _, p := range info.BindPorts {
+			reservePort(p, g.owner(info.Handle))
+		}
+	}
+	return g, nil
+}
+
+// openGarden checks cfg, fills in its defaults and makes the containers
+// directory.
+func openGarden(cfg ProcessConfig) (*Garden, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("garden: Root is empty: process mode needs a directory of its own")
 	}
@@ -194,15 +222,6 @@ func NewProcessGarden(cfg ProcessConfig) (*Garden, error) {
 	if err := os.MkdirAll(g.containersDir, 0o755); err != nil {
 		return nil, fmt.Errorf("garden: cannot create %s: %w", g.containersDir, err)
 	}
-	infos, err := g.Containers()
-	if err != nil {
-		return nil, err
-	}
-	for _, info := range infos {
-		for _, p := range info.BindPorts {
-			reservePort(p, g.owner(info.Handle))
-		}
-	}
 	return g, nil
 }
 
@@ -210,7 +229,12 @@ func NewProcessGarden(cfg ProcessConfig) (*Garden, error) {
 func (g *Garden) Root() string { return g.cfg.Root }
 
 // ExternalIP is the cell's address, as containers report it.
-func (g *Garden) ExternalIP() string { return LoopbackIP }
+func (g *Garden) ExternalIP() string {
+	if g.ns != nil {
+		return g.ns.cellIP.String()
+	}
+	return LoopbackIP
+}
 
 func (g *Garden) owner(handle string) string { return g.cfg.Root + "\x00" + handle }
 
@@ -230,6 +254,8 @@ type metadata struct {
 	BindPorts   map[uint32]uint32 `json:"bind_ports,omitempty"`
 	Properties  map[string]string `json:"properties,omitempty"`
 	Processes   []processRecord   `json:"processes,omitempty"`
+	// Network is namespace mode's: namespace, link, address, cgroup.
+	Network *networkRecord `json:"network,omitempty"`
 }
 
 type processRecord struct {
@@ -294,6 +320,7 @@ func (g *Garden) writeMetadata(m *metadata) error {
 func (g *Garden) info(m *metadata) ContainerInfo {
 	info := ContainerInfo{
 		Handle:      m.Handle,
+		Mode:        ModeProcess,
 		Dir:         g.dir(m.Handle),
 		ExternalIP:  LoopbackIP,
 		ContainerIP: LoopbackIP,
@@ -303,6 +330,14 @@ func (g *Garden) info(m *metadata) ContainerInfo {
 		MemoryMB:    m.MemoryMB,
 		DiskMB:      m.DiskMB,
 		CreatedAt:   m.CreatedAt,
+	}
+	if m.Mode == ModeNamespace {
+		info.Mode = ModeNamespace
+		info.ExternalIP = g.ExternalIP()
+		info.ContainerIP = ""
+	}
+	if m.Network != nil {
+		info.ExternalIP, info.ContainerIP = m.Network.ExternalIP, m.Network.ContainerIP
 	}
 	for k, v := range m.BindPorts {
 		info.BindPorts[k] = v
@@ -372,6 +407,13 @@ func (g *Garden) Create(ctx context.Context, spec ContainerSpec) (info Container
 
 	var ports []uint32
 	defer func() {
+		if err != nil && g.ns != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			if nerr := g.destroyNetwork(cctx, h); nerr != nil {
+				g.log.Warn("container-cleanup-failed", "handle", h, "error", nerr.Error())
+			}
+			cancel()
+		}
 		if err != nil {
 			releasePorts(ports, g.owner(h))
 			if rerr := os.RemoveAll(dir); rerr != nil {
@@ -384,9 +426,12 @@ func (g *Garden) Create(ctx context.Context, spec ContainerSpec) (info Container
 	}()
 
 	m := &metadata{
-		Handle: h, Mode: "process", State: stateCreating, CreatedAt: time.Now().UTC(),
+		Handle: h, Mode: g.Mode(), State: stateCreating, CreatedAt: time.Now().UTC(),
 		MemoryMB: spec.MemoryMB, DiskMB: spec.DiskMB,
 		NetIn: spec.NetIn, LocalPorts: spec.LocalPorts, Properties: spec.Properties,
+	}
+	if g.ns != nil {
+		m.Network = g.ns.record(h)
 	}
 	// Written first, so that a container whose creation a crash cut short
 	// is still listed (and so destroyed) by the next run.
@@ -401,21 +446,27 @@ func (g *Garden) Create(ctx context.Context, spec ContainerSpec) (info Container
 	if err := g.populate(ctx, h, spec.Source, filepath.Join(dir, "app")); err != nil {
 		return ContainerInfo{}, err
 	}
-	need := len(spec.NetIn) + len(spec.LocalPorts)
-	ports, err = g.allocatePorts(h, need)
-	if err != nil {
-		return ContainerInfo{}, err
-	}
-	m.BindPorts = map[uint32]uint32{}
-	for i, n := range spec.NetIn {
-		m.MappedPorts = append(m.MappedPorts, PortMapping{ContainerPort: n.ContainerPort, HostPort: ports[i]})
-		if _, dup := m.BindPorts[n.ContainerPort]; !dup {
-			m.BindPorts[n.ContainerPort] = ports[i]
+	if g.ns != nil {
+		if err := g.createNetwork(ctx, m, spec); err != nil {
+			return ContainerInfo{}, err
 		}
-	}
-	for i, p := range spec.LocalPorts {
-		if _, dup := m.BindPorts[p]; !dup {
-			m.BindPorts[p] = ports[len(spec.NetIn)+i]
+	} else {
+		need := len(spec.NetIn) + len(spec.LocalPorts)
+		ports, err = g.allocatePorts(h, need)
+		if err != nil {
+			return ContainerInfo{}, err
+		}
+		m.BindPorts = map[uint32]uint32{}
+		for i, n := range spec.NetIn {
+			m.MappedPorts = append(m.MappedPorts, PortMapping{ContainerPort: n.ContainerPort, HostPort: ports[i]})
+			if _, dup := m.BindPorts[n.ContainerPort]; !dup {
+				m.BindPorts[n.ContainerPort] = ports[i]
+			}
+		}
+		for i, p := range spec.LocalPorts {
+			if _, dup := m.BindPorts[p]; !dup {
+				m.BindPorts[p] = ports[len(spec.NetIn)+i]
+			}
 		}
 	}
 	m.State = stateActive
@@ -472,7 +523,7 @@ func (g *Garden) Containers() ([]ContainerInfo, error) {
 		}
 		if err != nil {
 			g.log.Warn("container-metadata-unreadable", "handle", h, "error", err.Error())
-			out = append(out, ContainerInfo{Handle: h, Dir: g.dir(h), ExternalIP: LoopbackIP, ContainerIP: LoopbackIP,
+			out = append(out, ContainerInfo{Handle: h, Mode: g.Mode(), Dir: g.dir(h), ExternalIP: g.ExternalIP(), ContainerIP: LoopbackIP,
 				BindPorts: map[uint32]uint32{}, Properties: map[string]string{}})
 			continue
 		}
@@ -538,6 +589,12 @@ func (g *Garden) Destroy(ctx context.Context, handle string, grace time.Duration
 	killed, err := g.stopGroups(ctx, handle, groups, grace)
 	if err != nil {
 		return err
+	}
+	if g.ns != nil {
+		// Also what left its process group, then the network and cgroup.
+		if err := g.destroyNetwork(context.WithoutCancel(ctx), handle); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("garden: container %s: cannot remove %s: %w", handle, dir, err)

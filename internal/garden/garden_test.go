@@ -568,8 +568,16 @@ func TestAdoptedProcessIsDestroyed(t *testing.T) {
 	g1 := newGarden(t)
 	_, err := g1.Create(ctxT(t), ContainerSpec{Handle: "h"})
 	must(t, err)
-	p, err := g1.Run(ctxT(t), "h", ProcessSpec{Path: "/bin/sh", Args: []string{"-c", "trap '' TERM; while :; do sleep 0.05; done"}})
+	p, err := g1.Run(ctxT(t), "h", ProcessSpec{Path: "/bin/sh", Args: []string{"-c", "trap '' TERM; echo trapped; while :; do sleep 0.05; done"}})
 	must(t, err)
+	// SIGTERM must come after the trap, or the shell dies of it.
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		out, _ := os.ReadFile(filepath.Join(g1.Root(), "containers", "h", "logs", p.ID()+".stdout.log"))
+		if !strings.Contains(string(out), "trapped") {
+			return errors.New("the shell has not set its trap yet")
+		}
+		return nil
+	})
 	g2, err := NewProcessGarden(ProcessConfig{Root: g1.Root(), PortRangeStart: g1.cfg.PortRangeStart})
 	must(t, err)
 	procs, err := g2.Adopt("h")

@@ -155,7 +155,8 @@ func (g *Garden) Run(ctx context.Context, handle string, ps ProcessSpec) (Proces
 	if !hasPath {
 		env = append(env, DefaultPath)
 	}
-	cmd := exec.Command(ps.Path, ps.Args...)
+	path, args := g.wrap(m, ps.Path, ps.Args)
+	cmd := exec.Command(path, args...)
 	cmd.Dir = workDir
 	cmd.Env = env
 	cmd.Stdout = outFile

@@ -86,6 +86,37 @@ func (p portPlan) netIn() []garden.NetIn {
 	return out
 }
 
+// containerPorts is what the container asks Garden for: host mappings
+// (NetIn) and ports only its processes use (LocalPorts, the admin port).
+//
+// In namespace mode the container has its own network, so it is
+// cf-deployment's enable_unproxied_port_mappings: false: with route
+// integrity only the proxy ports are mapped and the app ports stay inside
+// (host_port 0); without it the app ports are mapped. Process mode maps
+// every port (see netInfo).
+func (p portPlan) containerPorts(namespaced bool) (netIn []garden.NetIn, local []uint32) {
+	if !namespaced || len(p.proxyPorts) == 0 {
+		netIn = p.netIn()
+	} else {
+		for _, app := range p.appPorts {
+			if proxy, ok := p.proxyPorts[app]; ok {
+				netIn = append(netIn, garden.NetIn{ContainerPort: proxy})
+			} else {
+				netIn = append(netIn, garden.NetIn{ContainerPort: app})
+			}
+		}
+		for _, app := range p.appPorts {
+			if _, ok := p.proxyPorts[app]; ok {
+				local = append(local, app)
+			}
+		}
+	}
+	if p.adminPort != 0 {
+		local = append(local, p.adminPort)
+	}
+	return netIn, local
+}
+
 func hostPort(info garden.ContainerInfo, containerPort uint32) uint32 {
 	for _, m := range info.MappedPorts {
 		if m.ContainerPort == containerPort {
@@ -106,11 +137,11 @@ func bindPort(info garden.ContainerInfo, containerPort uint32) uint32 {
 // netInfo is the ActualLRP's net info, with one port mapping per app port.
 //
 // With route integrity on, Diego maps only the proxy port to the host
-// (enable_unproxied_port_mappings: false), so host_port is 0. In process
-// mode the app listens on a host port of its own and is reachable on it
-// whatever we say, so minicf reports host_port too: the ActualLRP then tells
-// the truth about what the cell exposes. Routers use host_tls_proxy_port
-// when it is set, so routing is unchanged.
+// (enable_unproxied_port_mappings: false), so host_port is 0, and so it is
+// in namespace mode. In process mode the app listens on a host port of its
+// own and is reachable on it whatever we say, so minicf reports host_port
+// too: the ActualLRP then tells the truth about what the cell exposes.
+// Routers use host_tls_proxy_port when it is set, so routing is unchanged.
 func (p portPlan) netInfo(info garden.ContainerInfo) bbs.ActualLRPNetInfo {
 	ni := bbs.ActualLRPNetInfo{Address: info.ExternalIP, InstanceAddress: info.ContainerIP, PreferredAddress: "HOST",
 		Ports: []bbs.PortMapping{}}
@@ -126,8 +157,15 @@ func (p portPlan) netInfo(info garden.ContainerInfo) bbs.ActualLRPNetInfo {
 }
 
 // sidecarArgs are the flags of `minicf envoy`: one --listen per app port,
-// on the container address, proxying to the app's bind port.
+// proxying to the app's bind port on the container's loopback. In
+// namespace mode the listener is on 0.0.0.0 of the container's namespace,
+// as Diego's envoy (the DNAT sends the host port to overlay ip:61001); in
+// process mode on the container address (loopback), never 0.0.0.0.
 func (p portPlan) sidecarArgs(info garden.ContainerInfo, certFile, keyFile, clientCAFile string) []string {
+	listenHost := info.ContainerIP
+	if info.Mode == garden.ModeNamespace {
+		listenHost = "0.0.0.0"
+	}
 	var args []string
 	for _, app := range p.appPorts {
 		proxy, ok := p.proxyPorts[app]
@@ -135,8 +173,8 @@ func (p portPlan) sidecarArgs(info garden.ContainerInfo, certFile, keyFile, clie
 			continue
 		}
 		args = append(args, "--listen", fmt.Sprintf("listener-%d-%d=%s=%s", app, proxy,
-			net.JoinHostPort(info.ContainerIP, strconv.Itoa(int(bindPort(info, proxy)))),
-			net.JoinHostPort(info.ContainerIP, strconv.Itoa(int(bindPort(info, app))))))
+			net.JoinHostPort(listenHost, strconv.Itoa(int(bindPort(info, proxy)))),
+			net.JoinHostPort(garden.LoopbackIP, strconv.Itoa(int(bindPort(info, app))))))
 	}
 	args = append(args, "--cert", certFile, "--key", keyFile)
 	if clientCAFile != "" {

@@ -300,11 +300,11 @@ func (r *Rep) createContainer(in *instance, d *bbs.DesiredLRP, log *slog.Logger)
 		PropAdminPort:      strconv.Itoa(int(plan.adminPort)),
 		PropCertOU:         string(ouJSON),
 	}
-	spec := garden.ContainerSpec{Handle: in.ik.InstanceGUID, MemoryMB: d.MemoryMB, DiskMB: d.DiskMB,
-		NetIn: plan.netIn(), Properties: props}
-	if plan.adminPort != 0 {
-		spec.LocalPorts = []uint32{plan.adminPort}
-	}
+	// The container's memory limit is Diego's: the LRP's memory plus the
+	// envoy's additional allocation when the sidecar runs.
+	spec := garden.ContainerSpec{Handle: in.ik.InstanceGUID, MemoryMB: d.MemoryMB + r.cfg.ProxyMemoryMB, DiskMB: d.DiskMB,
+		Properties: props}
+	spec.NetIn, spec.LocalPorts = plan.containerPorts(r.namespaced())
 	setupTo := ""
 	if d.Setup != nil {
 		spec.Source = d.Setup.From

@@ -77,6 +77,13 @@ type Containerizer interface {
 
 var _ Containerizer = (*garden.Garden)(nil)
 
+// namespaced says whether the containerizer gives each container a network
+// of its own (garden's namespace mode), told by an optional Mode method.
+func (r *Rep) namespaced() bool {
+	m, ok := r.garden.(interface{ Mode() string })
+	return ok && m.Mode() == garden.ModeNamespace
+}
+
 // Defaults, Diego's where Diego has one.
 const (
 	DefaultListen              = "127.0.0.1:1801"
@@ -256,7 +263,14 @@ func (r *Rep) Start(ctx context.Context) error {
 		return fmt.Errorf("rep: cell %s cannot listen on %s: %w", r.cfg.CellID, r.cfg.Listen, err)
 	}
 	r.ln = ln
-	r.addr = advertised(ln.Addr().String(), r.garden.ExternalIP())
+	// An unspecified listen host is advertised as the cell's address; in
+	// namespace mode the rep runs in the root namespace, where the cell's
+	// address is not its own, so as loopback.
+	host := r.garden.ExternalIP()
+	if r.namespaced() {
+		host = garden.LoopbackIP
+	}
+	r.addr = advertised(ln.Addr().String(), host)
 	// Reconcile before the cell is announced: the capacity it announces
 	// then counts the adopted instances.
 	if err := r.reconcile(ctx); err != nil {
