@@ -53,7 +53,8 @@ func bbsCommand() *cobra.Command {
 			if auctioneerURL != "" {
 				auc = auctioneer.NewClient(auctioneerURL, clientTLS)
 			}
-			svc := bbs.NewService(bbs.Config{ConvergeInterval: converge, CellTTL: cellTTL, Logger: logger}, store, auc, rep.NewClient(clientTLS))
+			svc := bbs.NewService(bbs.Config{ConvergeInterval: converge, CellTTL: cellTTL, TaskCallbackTLS: clientTLS, Logger: logger},
+				store, auc, rep.NewClient(clientTLS))
 			srv := bbs.NewServer(bbs.ServerConfig{Listen: listen, TLS: serverTLS, Logger: logger}, svc)
 			svc.Start()
 			defer svc.Stop()

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/minicf/minicf/internal/bbs"
+	"github.com/minicf/minicf/internal/foundation"
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/logging"
-	"github.com/minicf/minicf/internal/rep"
 )
 
 func cellCommand() *cobra.Command {
@@ -63,16 +61,12 @@ In process mode each instance is a plain process on loopback ports.`,
 			if err != nil {
 				return err
 			}
-			mode, err = cellMode(mode, logger)
+			mode, why, err := foundation.ResolveMode(mode)
 			if err != nil {
 				return err
 			}
-			var g *garden.Garden
+			logger.Info("cell-mode-selected", "mode", mode, "reason", why)
 			var nw *garden.Network
-			// teardown removes the cell's network (namespace mode, --stop-instances).
-			teardown := func() error { return nil }
-			netinCtx, stopNetin := context.WithCancel(context.Background())
-			defer stopNetin()
 			if mode == garden.ModeNamespace {
 				if nw, err = garden.NewNetwork(prefix, networkRange); err != nil {
 					return err
@@ -82,65 +76,23 @@ In process mode each instance is a plain process on loopback ports.`,
 						return fmt.Errorf("cell %s: the id has no trailing number: give the cell's number with --index", id)
 					}
 				}
-				cellIP, err := nw.EnsureCell(cmd.Context(), index)
-				if err != nil {
-					return err
-				}
-				logger.Info("cell-network-ready", "cell_ns", nw.CellNS(index), "cell_ip", cellIP.String(),
-					"bridge", nw.BridgeName(), "range", nw.Range.String(), "subnet", nw.CellSubnet(index).String())
-				teardown = func() error {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					defer cancel()
-					report, err := nw.TeardownCell(ctx, index)
-					if report != nil {
-						logger.Info("cell-network-removed", "cell_ns", nw.CellNS(index), "namespaces", report.Namespaces,
-							"links", report.Links, "routes", report.Routes, "cgroups", report.Cgroups, "killed", report.Killed)
-					}
-					return err
-				}
-				g, err = garden.NewNamespaceGarden(garden.NamespaceConfig{Root: root, Network: nw, Cell: index,
-					PortRangeStart: portStart, Logger: logger})
-				if err != nil {
-					if stopAll {
-						err = errors.Join(err, teardown())
-					}
-					return err
-				}
-				// Repair the cell's netin chains every 10 s, as the
-				// networker's periodic sync would.
-				go g.Netin().Run(netinCtx, 10*time.Second)
-			} else {
-				if g, err = garden.NewProcessGarden(garden.ProcessConfig{Root: root, PortRangeStart: portStart, Logger: logger}); err != nil {
-					return err
-				}
 			}
-			r, err := rep.New(rep.Config{
-				CellID: id, Zone: zone, Listen: listen,
-				Capacity:          bbs.CellCapacity{MemoryMB: memoryMB, DiskMB: diskMB, Containers: containers},
-				HeartbeatInterval: heartbeat, PollInterval: poll, GracePeriod: grace, ProxyReloadWait: proxyReload,
-				RouteIntegrity: &routeIntegrity,
-				Logger:         logger,
-			}, bbs.NewClient(bbsURL, clientTLS), g, ca, serverTLS)
-			if err != nil {
+			cell := foundation.NewCell(foundation.CellConfig{
+				ID: id, Index: index, Zone: zone, Listen: listen, Root: root, Mode: mode, Network: nw,
+				PortRangeStart: portStart, Capacity: bbs.CellCapacity{MemoryMB: memoryMB, DiskMB: diskMB, Containers: containers},
+				RouteIntegrity: routeIntegrity, HeartbeatInterval: heartbeat, PollInterval: poll, GracePeriod: grace,
+				ProxyReloadWait: proxyReload, StopInstances: stopAll,
+				BBS: bbs.NewClient(bbsURL, clientTLS), CA: ca, ServerTLS: serverTLS, ClientTLS: clientTLS, Logger: logger,
+			})
+			if err := cell.Start(cmd.Context()); err != nil {
 				return err
 			}
-			if err := r.Start(cmd.Context()); err != nil {
-				if stopAll {
-					err = errors.Join(err, teardown())
-				}
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cell %s: rep listening on %s (%s mode, address %s)\n", id, r.URL(), mode, g.ExternalIP())
+			fmt.Fprintf(cmd.OutOrStdout(), "cell %s: rep listening on %s (%s mode, address %s)\n", id, cell.Rep().URL(), mode, cell.Garden().ExternalIP())
 			s := waitForSignal()
 			logger.Info("rep-stopping", "signal", s.String(), "stop_instances", stopAll)
 			ctx, cancel := context.WithTimeout(context.Background(), grace+30*time.Second)
 			defer cancel()
-			if stopAll {
-				err := r.StopAll(ctx)
-				stopNetin()
-				return errors.Join(err, teardown())
-			}
-			return r.Stop(ctx)
+			return cell.Stop(ctx)
 		},
 	}
 	f := cmd.Flags()
@@ -166,27 +118,6 @@ In process mode each instance is a plain process on loopback ports.`,
 	f.StringVar(&prefix, "prefix", garden.DefaultPrefix, "name prefix of the foundation's namespaces, links and cgroups (namespace mode)")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	return cmd
-}
-
-// cellMode resolves --mode: auto is namespace where it can run.
-func cellMode(mode string, logger *slog.Logger) (string, error) {
-	switch mode {
-	case garden.ModeProcess:
-		return mode, nil
-	case garden.ModeNamespace:
-		if why := garden.Preflight(); why != "" {
-			return "", fmt.Errorf("--mode namespace: %s (--mode process runs without)", why)
-		}
-		return mode, nil
-	case "auto":
-		if why := garden.Preflight(); why != "" {
-			logger.Info("cell-mode-selected", "mode", garden.ModeProcess, "reason", why)
-			return garden.ModeProcess, nil
-		}
-		logger.Info("cell-mode-selected", "mode", garden.ModeNamespace)
-		return garden.ModeNamespace, nil
-	}
-	return "", fmt.Errorf("--mode %q: want namespace, process or auto", mode)
 }
 
 var trailingNumberRE = regexp.MustCompile(`([0-9]+)$`)

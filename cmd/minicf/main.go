@@ -18,8 +18,11 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCommand(), routerCommand(), natsCommand(), envoyCommand(),
-		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand(), downCommand())
+	root.AddCommand(upCommand(), demoCommand(), routerCommand(), natsCommand(), envoyCommand(),
+		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand(), downCommand(),
+		ccCommand(), routeEmitterCommand())
+	root.AddCommand(cliCommands()...)
+	root.AddCommand(lifecycleCommands()...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "minicf:", err)
 		os.Exit(1)

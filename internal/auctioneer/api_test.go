@@ -39,7 +39,14 @@ func TestMalformedAndOversizedBodiesGetTypedErrors(t *testing.T) {
 		{"negative memory", http.MethodPost, PathLRPs, []byte(`[{"process_guid":"web","domain":"cf-apps","indices":[0],"resource":{"memory_mb":-1}}]`), 400, bbs.ErrTypeInvalidRequest, "negative"},
 		{"oversized", http.MethodPost, PathLRPs, append(append([]byte(`[{"process_guid":"`), bytes.Repeat([]byte("a"), MaxRequestBytes)...), `"}]`...), 413, bbs.ErrTypeRequestTooLarge, "larger than"},
 		{"GET", http.MethodGet, PathLRPs, nil, 405, bbs.ErrTypeInvalidRequest, "POST"},
-		{"unknown path", http.MethodPost, "/v1/tasks", []byte(`[]`), 404, bbs.ErrTypeResourceNotFound, "/v1/tasks"},
+		{"unknown path", http.MethodPost, "/v1/nothing", []byte(`[]`), 404, bbs.ErrTypeResourceNotFound, "/v1/nothing"},
+		{"tasks: not a list", http.MethodPost, PathTasks, []byte(`{"task_guid":"t"}`), 400, bbs.ErrTypeInvalidRequest, "Task start requests"},
+		{"tasks: no guid", http.MethodPost, PathTasks, []byte(`[{"domain":"cf-tasks"}]`), 400, bbs.ErrTypeInvalidRequest, "task_guid"},
+		{"tasks: no domain", http.MethodPost, PathTasks, []byte(`[{"task_guid":"t"}]`), 400, bbs.ErrTypeInvalidRequest, "domain"},
+		{"tasks: negative disk", http.MethodPost, PathTasks, []byte(`[{"task_guid":"t","domain":"d","resource":{"disk_mb":-1}}]`), 400, bbs.ErrTypeInvalidRequest, "negative"},
+		{"tasks: oversized", http.MethodPost, PathTasks, append(append([]byte(`[{"task_guid":"`), bytes.Repeat([]byte("a"), MaxRequestBytes)...), `"}]`...), 413, bbs.ErrTypeRequestTooLarge, "larger than"},
+		{"tasks: GET", http.MethodGet, PathTasks, nil, 405, bbs.ErrTypeInvalidRequest, "POST"},
+		{"tasks: an empty list", http.MethodPost, PathTasks, []byte(`[]`), 202, "", ""},
 		{"an empty list", http.MethodPost, PathLRPs, []byte(`[]`), 202, "", ""},
 	}
 	for _, tc := range tests {

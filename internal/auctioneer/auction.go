@@ -158,9 +158,11 @@ func newCellView(cell *bbs.CellPresence, st *rep.CellState) *cellView {
 	return v
 }
 
-// instance is one (process guid, index) slot to place.
+// instance is one (process guid, index) slot to place, or one Task (task
+// set, lrp empty).
 type instance struct {
-	lrp rep.LRP
+	lrp  rep.LRP
+	task *rep.Task
 	// refusedBy holds the cells that refused this instance in earlier
 	// rounds of the auction; they are not offered it again.
 	refusedBy map[string]bool
@@ -170,9 +172,37 @@ type instance struct {
 type instanceKey struct {
 	processGUID string
 	index       int32
+	taskGUID    string // set for a Task (processGUID and index are then empty)
 }
 
-func (i *instance) key() instanceKey { return instanceKey{i.lrp.ProcessGUID, i.lrp.Index} }
+func (i *instance) key() instanceKey {
+	if i.task != nil {
+		return instanceKey{taskGUID: i.task.TaskGUID}
+	}
+	return instanceKey{processGUID: i.lrp.ProcessGUID, index: i.lrp.Index}
+}
+
+func (i *instance) resource() bbs.Resource {
+	if i.task != nil {
+		return i.task.Resource
+	}
+	return i.lrp.Resource
+}
+
+func (i *instance) placementTags() []string {
+	if i.task != nil {
+		return i.task.PlacementTags
+	}
+	return i.lrp.PlacementTags
+}
+
+// logAttrs name the instance in log lines.
+func (i *instance) logAttrs() []any {
+	if i.task != nil {
+		return []any{"task_guid", i.task.TaskGUID}
+	}
+	return []any{"process_guid", i.lrp.ProcessGUID, "index", i.lrp.Index}
+}
 
 // failure is an instance that fits nowhere, with its placement error.
 type failure struct {
@@ -182,9 +212,10 @@ type failure struct {
 
 // schedule is one auction round over a fixed picture of the cells; it does
 // no I/O. Instances are placed one at a time (index 0 of every process
-// first, then larger memory first) on the lowest-scoring cell, ties going
-// to the lowest cell id, and each placement updates the winner's view so
-// later instances of the batch see it. noCells is the placement error when
+// first, then larger memory first; Tasks after every LRP, larger memory
+// first) on the lowest-scoring cell, ties going to the lowest cell id, and
+// each placement updates the winner's view so later instances of the batch
+// see it. A Task needs no proxy memory and has no same-process penalty. noCells is the placement error when
 // cells is empty. It returns each cell's instances (by cell id, in
 // placement order) and the instances that fit nowhere.
 func schedule(cells []*cellView, insts []*instance, proxyMemoryMB int64, startingWeight float64, noCells string) (map[string][]*instance, []failure) {
@@ -192,6 +223,15 @@ func schedule(cells []*cellView, insts []*instance, proxyMemoryMB int64, startin
 	sort.Slice(cells, func(i, j int) bool { return cells[i].id < cells[j].id })
 	insts = append([]*instance(nil), insts...)
 	sort.SliceStable(insts, func(i, j int) bool {
+		if ti, tj := insts[i].task, insts[j].task; ti != nil || tj != nil {
+			switch {
+			case ti == nil || tj == nil:
+				return tj != nil // LRPs first
+			case ti.Resource.MemoryMB != tj.Resource.MemoryMB:
+				return ti.Resource.MemoryMB > tj.Resource.MemoryMB
+			}
+			return ti.TaskGUID < tj.TaskGUID
+		}
 		a, b := insts[i].lrp, insts[j].lrp
 		if (a.Index == 0) != (b.Index == 0) {
 			return a.Index == 0
@@ -214,14 +254,14 @@ func schedule(cells []*cellView, insts []*instance, proxyMemoryMB int64, startin
 		}
 		// Cells carry no placement tags yet, so a request with tags fits
 		// none of them.
-		if len(inst.lrp.PlacementTags) > 0 {
-			failed = append(failed, failure{inst, placementTagMismatch(inst.lrp.PlacementTags)})
+		if tags := inst.placementTags(); len(tags) > 0 {
+			failed = append(failed, failure{inst, placementTagMismatch(tags)})
 			continue
 		}
-		need := resources{
-			memoryMB:   int64(inst.lrp.Resource.MemoryMB) + proxyMemoryMB,
-			diskMB:     int64(inst.lrp.Resource.DiskMB),
-			containers: 1,
+		res := inst.resource()
+		need := resources{memoryMB: int64(res.MemoryMB), diskMB: int64(res.DiskMB), containers: 1}
+		if inst.task == nil {
+			need.memoryMB += proxyMemoryMB // the envoy beside an LRP instance
 		}
 		var winner *cellView
 		var best float64
@@ -235,7 +275,11 @@ func schedule(cells []*cellView, insts []*instance, proxyMemoryMB int64, startin
 				common &= p
 				continue
 			}
-			s := score(c.total, c.available, need, c.starting, c.instances[inst.lrp.ProcessGUID], startingWeight)
+			same := 0
+			if inst.task == nil {
+				same = c.instances[inst.lrp.ProcessGUID]
+			}
+			s := score(c.total, c.available, need, c.starting, same, startingWeight)
 			if winner == nil || s < best { // cells are sorted: ties keep the lower id
 				winner, best = c, s
 			}
@@ -247,7 +291,9 @@ func schedule(cells []*cellView, insts []*instance, proxyMemoryMB int64, startin
 		winner.available.memoryMB -= need.memoryMB
 		winner.available.diskMB -= need.diskMB
 		winner.available.containers--
-		winner.instances[inst.lrp.ProcessGUID]++
+		if inst.task == nil {
+			winner.instances[inst.lrp.ProcessGUID]++
+		}
 		work[winner.id] = append(work[winner.id], inst)
 	}
 	return work, failed

@@ -1,14 +1,19 @@
-// Package auctioneer is minicf's Diego auctioneer: places LRP instances on
-// cells.
+// Package auctioneer is minicf's Diego auctioneer: places LRP instances and
+// Tasks on cells.
 //
-// The BBS sends it start requests (POST /v1/lrps, mutual TLS); it collects
+// The BBS sends it start requests (POST /v1/lrps and POST /v1/tasks, mutual
+// TLS); it collects
 // them for a short batch window, then runs an auction: it lists the cells
 // from the BBS, reads each cell's state from its rep, scores every cell
 // that has room for each instance with Diego's scoring (lowest wins) and
 // sends each winning cell its work in one call. Instances a cell refuses
 // are auctioned again among the other cells; instances that fit nowhere
 // are failed in the BBS with Diego's placement error, where they stay
-// UNCLAIMED until convergence asks for them again.
+// UNCLAIMED until convergence asks for them again. Tasks go the same way,
+// after the LRPs of a batch, scored without the same-process penalty and
+// matched without the proxy's memory (a Task has no envoy); a Task that
+// fits nowhere is failed in the BBS (FailTask) with the same placement
+// error, and completes failed.
 package auctioneer
 
 import (
@@ -30,6 +35,7 @@ import (
 type BBSClient interface {
 	Cells(ctx context.Context) ([]*bbs.CellPresence, error)
 	FailActualLRP(ctx context.Context, key bbs.ActualLRPKey, reason string) error
+	FailTask(ctx context.Context, taskGUID, reason string) error
 }
 
 var _ BBSClient = (*bbs.Client)(nil)
@@ -237,7 +243,7 @@ func (a *Auctioneer) enqueue(reqs []bbs.LRPStartRequest) {
 	wasEmpty := len(a.order) == 0
 	for _, r := range reqs {
 		for _, idx := range r.Indices {
-			k := instanceKey{r.ProcessGUID, idx}
+			k := instanceKey{processGUID: r.ProcessGUID, index: idx}
 			if _, ok := a.pending[k]; ok {
 				continue
 			}
@@ -251,6 +257,28 @@ func (a *Auctioneer) enqueue(reqs []bbs.LRPStartRequest) {
 			a.order = append(a.order, k)
 		}
 	}
+	a.wakeLocked(wasEmpty)
+}
+
+// enqueueTasks adds Task start requests to the next batch, once per task guid.
+func (a *Auctioneer) enqueueTasks(reqs []bbs.TaskStartRequest) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wasEmpty := len(a.order) == 0
+	for _, r := range reqs {
+		k := instanceKey{taskGUID: r.TaskGUID}
+		if _, ok := a.pending[k]; ok {
+			continue
+		}
+		a.pending[k] = &instance{task: &rep.Task{TaskGUID: r.TaskGUID, Domain: r.Domain, Resource: r.Resource,
+			PlacementTags: append([]string(nil), r.PlacementTags...)}}
+		a.order = append(a.order, k)
+	}
+	a.wakeLocked(wasEmpty)
+}
+
+// wakeLocked starts the batch window when the batch just became non-empty.
+func (a *Auctioneer) wakeLocked(wasEmpty bool) {
 	if wasEmpty && len(a.order) > 0 {
 		a.first = time.Now()
 		select {
@@ -313,10 +341,9 @@ func (a *Auctioneer) auction(ctx context.Context, batch []*instance) {
 		cells, noCells, err := a.cellViews(ctx)
 		if err != nil {
 			// Without the BBS the instances cannot even be failed; they stay
-			// UNCLAIMED and convergence asks for them again.
+			// UNCLAIMED (Tasks PENDING) and convergence asks for them again.
 			for _, inst := range pending {
-				a.log.Error("auction-failed", "process_guid", inst.lrp.ProcessGUID, "index", inst.lrp.Index,
-					"reason", "cannot list cells", "error", err.Error())
+				a.log.Error("auction-failed", append(inst.logAttrs(), "reason", "cannot list cells", "error", err.Error())...)
 			}
 			return
 		}
@@ -406,9 +433,13 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := rep.Work{LRPs: make([]rep.LRP, len(insts))}
-			for i, inst := range insts {
-				w.LRPs[i] = inst.lrp
+			w := rep.Work{LRPs: []rep.LRP{}}
+			for _, inst := range insts {
+				if inst.task != nil {
+					w.Tasks = append(w.Tasks, *inst.task)
+				} else {
+					w.LRPs = append(w.LRPs, inst.lrp)
+				}
 			}
 			wctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 			resp, err := a.reps.Perform(wctx, cell.cell, w)
@@ -421,7 +452,10 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 				}
 			} else if resp != nil {
 				for _, l := range resp.Failed {
-					failed[instanceKey{l.ProcessGUID, l.Index}] = true
+					failed[instanceKey{processGUID: l.ProcessGUID, index: l.Index}] = true
+				}
+				for _, t := range resp.FailedTasks {
+					failed[instanceKey{taskGUID: t.TaskGUID}] = true
 				}
 			}
 			mu.Lock()
@@ -434,10 +468,10 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 					inst.refusedBy[id] = true
 					inst.refusals++
 					refused = append(refused, inst)
-					a.log.Info("auction-refused", "process_guid", inst.lrp.ProcessGUID, "index", inst.lrp.Index, "cell_id", id)
+					a.log.Info("auction-refused", append(inst.logAttrs(), "cell_id", id)...)
 					continue
 				}
-				a.log.Info("auction-placed", "process_guid", inst.lrp.ProcessGUID, "index", inst.lrp.Index, "cell_id", id)
+				a.log.Info("auction-placed", append(inst.logAttrs(), "cell_id", id)...)
 			}
 		}()
 	}
@@ -445,11 +479,18 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 	return refused
 }
 
-// fail records a placement error on the instance in the BBS.
+// fail records a placement error on the instance in the BBS; a Task that
+// cannot be placed is failed (it completes, failed with the reason).
 func (a *Auctioneer) fail(ctx context.Context, inst *instance, reason string) {
-	a.log.Warn("auction-failed", "process_guid", inst.lrp.ProcessGUID, "index", inst.lrp.Index, "reason", reason)
+	a.log.Warn("auction-failed", append(inst.logAttrs(), "reason", reason)...)
 	fctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
+	if inst.task != nil {
+		if err := a.bbs.FailTask(fctx, inst.task.TaskGUID, reason); err != nil {
+			a.log.Error("fail-task-failed", "task_guid", inst.task.TaskGUID, "error", err.Error())
+		}
+		return
+	}
 	key := bbs.ActualLRPKey{ProcessGUID: inst.lrp.ProcessGUID, Index: inst.lrp.Index, Domain: inst.lrp.Domain}
 	if err := a.bbs.FailActualLRP(fctx, key, reason); err != nil {
 		a.log.Error("fail-actual-lrp-failed", "process_guid", key.ProcessGUID, "index", key.Index, "error", err.Error())

@@ -40,6 +40,18 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // the auctioneer accepted the work, not once it is placed. A list whose JSON
 // is larger than the auctioneer accepts in one request goes in several.
 func (c *Client) RequestLRPStarts(ctx context.Context, reqs []bbs.LRPStartRequest) error {
+	return postSplit(ctx, c, PathLRPs, reqs, func(r bbs.LRPStartRequest) string { return r.ProcessGUID })
+}
+
+// RequestTaskAuctions asks the auctioneer to place Tasks, as
+// RequestLRPStarts does instances.
+func (c *Client) RequestTaskAuctions(ctx context.Context, reqs []bbs.TaskStartRequest) error {
+	return postSplit(ctx, c, PathTasks, reqs, func(r bbs.TaskStartRequest) string { return r.TaskGUID })
+}
+
+// postSplit posts reqs to path, halving the list while its JSON is larger
+// than the auctioneer takes.
+func postSplit[T any](ctx context.Context, c *Client, path string, reqs []T, name func(T) string) error {
 	if len(reqs) == 0 {
 		return nil
 	}
@@ -49,15 +61,15 @@ func (c *Client) RequestLRPStarts(ctx context.Context, reqs []bbs.LRPStartReques
 	}
 	if len(body) > MaxRequestBytes {
 		if len(reqs) == 1 {
-			return fmt.Errorf("the start request for %s is larger than the auctioneer's limit of %d bytes", clip(reqs[0].ProcessGUID), MaxRequestBytes)
+			return fmt.Errorf("the start request for %s is larger than the auctioneer's limit of %d bytes", clip(name(reqs[0])), MaxRequestBytes)
 		}
 		half := len(reqs) / 2
-		if err := c.RequestLRPStarts(ctx, reqs[:half]); err != nil {
+		if err := postSplit(ctx, c, path, reqs[:half], name); err != nil {
 			return err
 		}
-		return c.RequestLRPStarts(ctx, reqs[half:])
+		return postSplit(ctx, c, path, reqs[half:], name)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+PathLRPs, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -75,5 +87,5 @@ func (c *Client) RequestLRPStarts(ctx context.Context, reqs []bbs.LRPStartReques
 	if json.Unmarshal(data, &envelope) == nil && envelope.Error != nil {
 		return envelope.Error
 	}
-	return fmt.Errorf("the auctioneer answered %s with %d: %.200s", PathLRPs, resp.StatusCode, data)
+	return fmt.Errorf("the auctioneer answered %s with %d: %.200s", path, resp.StatusCode, data)
 }

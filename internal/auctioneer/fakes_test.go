@@ -49,6 +49,17 @@ func (f *fakeBBS) FailActualLRP(ctx context.Context, key bbs.ActualLRPKey, reaso
 	return nil
 }
 
+// FailTask records a Task's placement failure under "task:<guid>".
+func (f *fakeBBS) FailTask(ctx context.Context, taskGUID, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed == nil {
+		f.failed = map[string]string{}
+	}
+	f.failed["task:"+taskGUID] = reason
+	return nil
+}
+
 func (f *fakeBBS) failures() map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -73,6 +84,7 @@ type fakeCell struct {
 // fakeReps holds the fake cells by id and counts what the auctioneer asks.
 type fakeReps struct {
 	mu           sync.Mutex
+	works        []workCall
 	cells        map[string]*fakeCell
 	stateCalls   map[string]int
 	performCalls map[string]int
@@ -110,6 +122,7 @@ func (f *fakeReps) State(ctx context.Context, cell *bbs.CellPresence) (*rep.Cell
 	hangs, err := c.stateHangs, c.stateErr
 	st := c.state
 	st.LRPs = append([]rep.InstanceSummary(nil), c.state.LRPs...)
+	st.Tasks = append([]rep.TaskSummary(nil), c.state.Tasks...)
 	f.mu.Unlock()
 	if hangs {
 		<-ctx.Done()
@@ -136,10 +149,23 @@ func (f *fakeReps) Perform(ctx context.Context, cell *bbs.CellPresence, w rep.Wo
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.works = append(f.works, workCall{cell: cell.CellID, work: w})
 	if c.refuses {
-		return &rep.WorkResponse{Failed: w.LRPs}, nil
+		return &rep.WorkResponse{Failed: w.LRPs, FailedTasks: w.Tasks}, nil
 	}
 	resp := &rep.WorkResponse{}
+	for _, t := range w.Tasks {
+		a := &c.state.AvailableResources
+		if a.MemoryMB < t.Resource.MemoryMB || a.DiskMB < t.Resource.DiskMB || a.Containers < 1 {
+			resp.FailedTasks = append(resp.FailedTasks, t)
+			continue
+		}
+		a.MemoryMB -= t.Resource.MemoryMB
+		a.DiskMB -= t.Resource.DiskMB
+		a.Containers--
+		c.state.StartingContainers++
+		c.state.Tasks = append(c.state.Tasks, rep.TaskSummary{TaskGUID: t.TaskGUID, Domain: t.Domain, State: "reserved", Resource: t.Resource})
+	}
 	for _, l := range w.LRPs {
 		need := l.Resource.MemoryMB + DefaultProxyMemoryMB
 		a := &c.state.AvailableResources
@@ -155,6 +181,26 @@ func (f *fakeReps) Perform(ctx context.Context, cell *bbs.CellPresence, w rep.Wo
 			InstanceGUID: fmt.Sprintf("%s-%d", l.ProcessGUID, l.Index), State: "reserved", Resource: l.Resource})
 	}
 	return resp, nil
+}
+
+// workCall is one Perform: the cell and its work.
+type workCall struct {
+	cell string
+	work rep.Work
+}
+
+// placedTasks lists the Tasks each cell took, sorted.
+func (f *fakeReps) placedTasks() map[string][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]string{}
+	for id, c := range f.cells {
+		for _, t := range c.state.Tasks {
+			out[id] = append(out[id], t.TaskGUID)
+		}
+		sort.Strings(out[id])
+	}
+	return out
 }
 
 // placed lists the instances each cell took, as sorted "guid/index".
@@ -314,4 +360,18 @@ func (h *harness) rawPost(t *testing.T, method, path string, body []byte) (int, 
 	var envelope bbs.ErrorResponse
 	json.NewDecoder(resp.Body).Decode(&envelope)
 	return resp.StatusCode, envelope.Error
+}
+
+// task is a Task start request.
+func task(guid string, memoryMB int32) bbs.TaskStartRequest {
+	return bbs.TaskStartRequest{TaskGUID: guid, Domain: bbs.DomainCFTasks, Resource: bbs.Resource{MemoryMB: memoryMB, DiskMB: 64}}
+}
+
+func (h *harness) requestTasks(t *testing.T, reqs ...bbs.TaskStartRequest) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.client.RequestTaskAuctions(ctx, reqs); err != nil {
+		t.Fatalf("RequestTaskAuctions: %v", err)
+	}
 }

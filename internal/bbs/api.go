@@ -40,9 +40,13 @@ const (
 	ErrTypeActualLRPCannotBeStarted = "ActualLRPCannotBeStarted"
 	ErrTypeActualLRPCannotBeCrashed = "ActualLRPCannotBeCrashed"
 	ErrTypeRunningOnDifferentCell   = "RunningOnDifferentCell"
-	ErrTypeRequestTooLarge          = "RequestEntityTooLarge"
-	ErrTypeUnauthorized             = "Unauthorized"
-	ErrTypeUnknown                  = "UnknownError"
+	// ErrTypeInvalidStateTransition is Diego's error for a Task asked to
+	// move where its state machine does not go (a second cell starting a
+	// RUNNING Task, completing a PENDING one, cancelling a COMPLETED one).
+	ErrTypeInvalidStateTransition = "InvalidStateTransition"
+	ErrTypeRequestTooLarge        = "RequestEntityTooLarge"
+	ErrTypeUnauthorized           = "Unauthorized"
+	ErrTypeUnknown                = "UnknownError"
 )
 
 // Error is the BBS error, as every response body may carry it:
@@ -68,6 +72,8 @@ var (
 	ErrActualLRPCannotBeClaimed = &Error{Type: ErrTypeActualLRPCannotBeClaimed}
 	ErrActualLRPCannotBeStarted = &Error{Type: ErrTypeActualLRPCannotBeStarted}
 	ErrInvalidRequest           = &Error{Type: ErrTypeInvalidRequest}
+	ErrInvalidStateTransition   = &Error{Type: ErrTypeInvalidStateTransition}
+	ErrRunningOnDifferentCell   = &Error{Type: ErrTypeRunningOnDifferentCell}
 )
 
 // NewError makes an Error of a type with a message for a person.

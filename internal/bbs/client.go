@@ -36,6 +36,14 @@ func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
 // URL is the BBS this client talks to.
 func (c *Client) URL() string { return c.url }
 
+// CloseIdleConnections closes kept-alive connections to the BBS (a BBS
+// that shuts down waits up to 5 s for a connection that was opened and
+// never used).
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
+	c.stream.CloseIdleConnections()
+}
+
 // maxResponseBytes bounds what the client reads from one response; a list
 // of every LRP of a large foundation stays far below it.
 const maxResponseBytes = 64 << 20
@@ -170,4 +178,53 @@ func (c *Client) Domains(ctx context.Context) ([]string, error) {
 	var r DomainsResponse
 	err := c.call(ctx, PathDomains, struct{}{}, &r)
 	return r.Domains, err
+}
+
+// DesireTask stores a new Task (PENDING) and asks for its placement.
+func (c *Client) DesireTask(ctx context.Context, taskGUID, domain string, def *TaskDefinition) error {
+	return c.call(ctx, PathDesireTask, DesireTaskRequest{TaskDefinition: def, TaskGUID: taskGUID, Domain: domain}, nil)
+}
+
+// Tasks lists Tasks, optionally by domain and cell.
+func (c *Client) Tasks(ctx context.Context, f TasksRequest) ([]*Task, error) {
+	var r TasksResponse
+	err := c.call(ctx, PathTasks, f, &r)
+	return r.Tasks, err
+}
+
+// TaskByGUID gets one Task.
+func (c *Client) TaskByGUID(ctx context.Context, taskGUID string) (*Task, error) {
+	var r TaskResponse
+	err := c.call(ctx, PathTaskByGUID, TaskByGUIDRequest{TaskGUID: taskGUID}, &r)
+	return r.Task, err
+}
+
+// StartTask marks a PENDING Task RUNNING on a cell. false (with no error)
+// means the cell already runs it and must not start it again.
+func (c *Client) StartTask(ctx context.Context, taskGUID, cellID string) (bool, error) {
+	var r StartTaskResponse
+	err := c.call(ctx, PathStartTask, StartTaskRequest{TaskGUID: taskGUID, CellID: cellID}, &r)
+	return r.ShouldStart, err
+}
+
+// CompleteTask records how a RUNNING Task ended on its cell.
+func (c *Client) CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error {
+	return c.call(ctx, PathCompleteTask, CompleteTaskRequest{TaskGUID: taskGUID, CellID: cellID, Failed: failed,
+		FailureReason: reason, Result: result}, nil)
+}
+
+// FailTask completes a Task that could not be placed, failed with reason.
+func (c *Client) FailTask(ctx context.Context, taskGUID, reason string) error {
+	return c.call(ctx, PathFailTask, FailTaskRequest{TaskGUID: taskGUID, FailureReason: reason}, nil)
+}
+
+// CancelTask completes a PENDING or RUNNING Task as cancelled (its cell
+// stops it).
+func (c *Client) CancelTask(ctx context.Context, taskGUID string) error {
+	return c.call(ctx, PathCancelTask, TaskByGUIDRequest{TaskGUID: taskGUID}, nil)
+}
+
+// DeleteTask removes a COMPLETED (or RESOLVING) Task.
+func (c *Client) DeleteTask(ctx context.Context, taskGUID string) error {
+	return c.call(ctx, PathDeleteTask, TaskByGUIDRequest{TaskGUID: taskGUID}, nil)
 }

@@ -31,9 +31,19 @@ const maxEventBytes = 4 << 20
 // SubscribeToInstanceEvents opens the LRP instance event stream; cellID ""
 // gets every cell's actual-LRP events.
 func (c *Client) SubscribeToInstanceEvents(ctx context.Context, cellID string) (*EventSource, error) {
-	body, _ := json.Marshal(EventsByCellID{CellID: cellID})
+	return c.subscribe(ctx, PathLRPInstanceEvents, EventsByCellID{CellID: cellID})
+}
+
+// SubscribeToTaskEvents opens the task event stream (task_created,
+// task_changed, task_removed).
+func (c *Client) SubscribeToTaskEvents(ctx context.Context) (*EventSource, error) {
+	return c.subscribe(ctx, PathTaskEvents, struct{}{})
+}
+
+func (c *Client) subscribe(ctx context.Context, path string, request any) (*EventSource, error) {
+	body, _ := json.Marshal(request)
 	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+PathLRPInstanceEvents, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+path, bytes.NewReader(body))
 	if err != nil {
 		cancel()
 		return nil, err

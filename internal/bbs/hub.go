@@ -16,6 +16,7 @@ type hub struct {
 
 type subscription struct {
 	cellID string
+	tasks  bool // the task stream: task events only; otherwise no task events
 	ch     chan Event
 	once   sync.Once
 }
@@ -25,8 +26,18 @@ const subscriberBuffer = 4096
 
 func newHub() *hub { return &hub{subs: map[*subscription]struct{}{}} }
 
+// subscribe opens an LRP instance stream (cellID "" for every cell): LRP
+// events only.
 func (h *hub) subscribe(cellID string) *subscription {
-	s := &subscription{cellID: cellID, ch: make(chan Event, subscriberBuffer)}
+	return h.add(&subscription{cellID: cellID, ch: make(chan Event, subscriberBuffer)})
+}
+
+// subscribeTasks opens a task stream: task events only.
+func (h *hub) subscribeTasks() *subscription {
+	return h.add(&subscription{tasks: true, ch: make(chan Event, subscriberBuffer)})
+}
+
+func (h *hub) add(s *subscription) *subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -54,7 +65,11 @@ func (h *hub) publish(events ...Event) {
 		if e.IsActualLRPEvent() {
 			cell = e.CellID()
 		}
+		task := e.IsTaskEvent()
 		for s := range h.subs {
+			if s.tasks != task {
+				continue
+			}
 			if s.cellID != "" && e.IsActualLRPEvent() && cell != s.cellID {
 				continue
 			}

@@ -1,8 +1,10 @@
 // Package bbs is minicf's Diego BBS (Bulletin Board System): the store of
-// desired and actual long-running processes (DesiredLRP, ActualLRP) and of
-// cell presences, the ActualLRP state machine, the event stream that the
-// route emitter and others watch, and convergence, which keeps what runs
-// equal to what is desired. Diego speaks protobuf over HTTP; minicf speaks
+// desired and actual long-running processes (DesiredLRP, ActualLRP), of
+// one-off Tasks (staging runs as one) and of cell presences, the ActualLRP
+// and Task state machines, the event streams that the route emitter and
+// others watch (LRP instances; Tasks on a stream of their own), Task
+// completion callbacks, and convergence, which keeps what runs equal to
+// what is desired. Diego speaks protobuf over HTTP; minicf speaks
 // the same messages as JSON (same field names) over HTTP with mutual TLS.
 package bbs
 

@@ -6,16 +6,19 @@ import (
 )
 
 // Auctioneer is what the BBS needs from the auctioneer: somewhere to send
-// instances that need a cell. The HTTP client in package auctioneer
-// implements it.
+// instances and Tasks that need a cell. The HTTP client in package
+// auctioneer implements it.
 type Auctioneer interface {
 	RequestLRPStarts(ctx context.Context, reqs []LRPStartRequest) error
+	RequestTaskAuctions(ctx context.Context, reqs []TaskStartRequest) error
 }
 
 // RepClient is what the BBS needs from the cells: a way to stop an
-// instance a cell runs. The HTTP client in package rep implements it.
+// instance a cell runs, and to cancel a Task it runs. The HTTP client in
+// package rep implements it.
 type RepClient interface {
 	StopLRPInstance(ctx context.Context, cell *CellPresence, key ActualLRPKey, ik ActualLRPInstanceKey) error
+	CancelTask(ctx context.Context, cell *CellPresence, taskGUID string) error
 }
 
 // ErrInstanceNotOnCell is what a RepClient returns (wrapped) when the cell

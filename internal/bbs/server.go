@@ -176,7 +176,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.reply(w, err, DomainsResponse{Domains: list})
 	})
+	s.taskRoutes(post)
 	post(PathLRPInstanceEvents, s.events)
+	post(PathTaskEvents, s.taskEvents)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, NewError(ErrTypeInvalidRequest, "%s %s is not a BBS endpoint", r.Method, r.URL.Path))
 	})
@@ -238,7 +240,8 @@ func statusOf(e *Error) int {
 	case ErrTypeResourceNotFound:
 		return http.StatusNotFound
 	case ErrTypeResourceExists, ErrTypeResourceConflict, ErrTypeActualLRPCannotBeClaimed,
-		ErrTypeActualLRPCannotBeStarted, ErrTypeActualLRPCannotBeCrashed, ErrTypeRunningOnDifferentCell:
+		ErrTypeActualLRPCannotBeStarted, ErrTypeActualLRPCannotBeCrashed, ErrTypeRunningOnDifferentCell,
+		ErrTypeInvalidStateTransition:
 		return http.StatusConflict
 	case ErrTypeInvalidRequest, ErrTypeInvalidRecord, ErrTypeInvalidJSON:
 		return http.StatusBadRequest
@@ -266,6 +269,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
+	s.stream(w, r, req.CellID, false)
+}
+
+// taskEvents streams task events (task_created, task_changed,
+// task_removed), as the LRP stream does its own.
+func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
+	var req struct{}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	s.stream(w, r, "", true)
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, cellID string, tasks bool) {
+	req := EventsByCellID{CellID: cellID}
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, NewError(ErrTypeUnknown, "streaming is not supported on this connection"))
@@ -273,7 +291,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	s.streams.Add(1)
 	defer s.streams.Done()
-	sub := s.svc.hub.subscribe(req.CellID)
+	var sub *subscription
+	if tasks {
+		sub = s.svc.hub.subscribeTasks()
+	} else {
+		sub = s.svc.hub.subscribe(req.CellID)
+	}
 	defer s.svc.hub.unsubscribe(sub)
 	h := w.Header()
 	h.Set("Content-Type", EventStreamContentType)
@@ -281,8 +304,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
-	s.log.Info("event-stream-opened", "cell_id", req.CellID, "remote", r.RemoteAddr)
-	defer s.log.Info("event-stream-closed", "cell_id", req.CellID, "remote", r.RemoteAddr)
+	s.log.Info("event-stream-opened", "cell_id", req.CellID, "tasks", tasks, "remote", r.RemoteAddr)
+	defer s.log.Info("event-stream-closed", "cell_id", req.CellID, "tasks", tasks, "remote", r.RemoteAddr)
 	keepalive := time.NewTicker(s.cfg.KeepaliveInterval)
 	defer keepalive.Stop()
 	id := 0

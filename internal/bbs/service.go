@@ -2,9 +2,11 @@ package bbs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -18,8 +20,23 @@ type Config struct {
 	StaleUnclaimedDuration time.Duration // 30 s: an UNCLAIMED instance older than this is auctioned again
 	CellTTL                time.Duration // 15 s: a cell that has not heartbeaten for this long is gone
 	MaxRestartAttempts     int32         // 200
-	Logger                 *slog.Logger
-	Now                    func() time.Time
+
+	// Task convergence, with Diego's defaults.
+	KickTaskDuration            time.Duration // 30 s: a PENDING Task is auctioned again, a RESOLVING one goes back to COMPLETED
+	ExpireCompletedTaskDuration time.Duration // 2 min: a COMPLETED Task without a callback is deleted
+	ExpirePendingTaskDuration   time.Duration // 30 min: a PENDING Task fails "not started within time limit"
+	// ExpireUnresolvedTaskDuration is how long a COMPLETED Task whose
+	// callback keeps failing is retried before it is deleted (30 min).
+	ExpireUnresolvedTaskDuration time.Duration
+	// TaskCallbackTLS is the client TLS config of completion callbacks
+	// (mutual TLS to the Cloud Controller's internal API). nil: the
+	// system's roots and no client certificate.
+	TaskCallbackTLS *tls.Config
+	// TaskCallbackTimeout bounds one callback request (10 s).
+	TaskCallbackTimeout time.Duration
+
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -34,6 +51,21 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRestartAttempts <= 0 {
 		c.MaxRestartAttempts = 200
+	}
+	if c.KickTaskDuration <= 0 {
+		c.KickTaskDuration = 30 * time.Second
+	}
+	if c.ExpireCompletedTaskDuration <= 0 {
+		c.ExpireCompletedTaskDuration = 2 * time.Minute
+	}
+	if c.ExpirePendingTaskDuration <= 0 {
+		c.ExpirePendingTaskDuration = 30 * time.Minute
+	}
+	if c.ExpireUnresolvedTaskDuration <= 0 {
+		c.ExpireUnresolvedTaskDuration = 30 * time.Minute
+	}
+	if c.TaskCallbackTimeout <= 0 {
+		c.TaskCallbackTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -60,10 +92,22 @@ type Service struct {
 	cellsMu sync.Mutex
 	cells   map[string]cellEntry
 
+	// Task completion callbacks: the HTTP client, a bound on callbacks in
+	// flight, and each failing Task's retries (for the backoff).
+	callbacks   *http.Client
+	callbackSem chan struct{}
+	retryMu     sync.Mutex
+	retries     map[string]callbackRetry
+
 	kick chan struct{}
 	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// stopCtx ends with Stop: callbacks and requests to cells in flight.
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
+	spawnMu    sync.Mutex
+	stopped    bool // no more goroutines are spawned
+	wg         sync.WaitGroup
+	once       sync.Once
 }
 
 type cellEntry struct {
@@ -74,10 +118,15 @@ type cellEntry struct {
 // NewService builds the BBS logic; Start runs its loops.
 func NewService(cfg Config, store Store, auctioneer Auctioneer, reps RepClient) *Service {
 	cfg.defaults()
+	stopCtx, stopCancel := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: store, auctioneer: auctioneer, reps: reps, log: cfg.Logger,
 		hub: newHub(), cells: map[string]cellEntry{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		callbacks:   newCallbackClient(cfg.TaskCallbackTLS, cfg.TaskCallbackTimeout),
+		callbackSem: make(chan struct{}, maxCallbacksInFlight),
+		retries:     map[string]callbackRetry{},
+		kick:        make(chan struct{}, 1), stop: make(chan struct{}),
+		stopCtx: stopCtx, stopCancel: stopCancel,
 	}
 }
 
@@ -87,13 +136,34 @@ func (s *Service) Start() {
 	go func() { defer s.wg.Done(); s.loop() }()
 }
 
-// Stop ends the loops and closes every event stream.
+// Stop ends the loops, abandons callbacks and requests to cells in flight
+// and closes every event stream.
 func (s *Service) Stop() {
 	s.once.Do(func() {
+		s.spawnMu.Lock()
+		s.stopped = true
+		s.spawnMu.Unlock()
 		close(s.stop)
+		s.stopCancel()
 		s.wg.Wait()
 		s.hub.close()
+		s.callbacks.CloseIdleConnections()
 	})
+}
+
+// spawn runs f in a goroutine that Stop waits for; after Stop it does not
+// run f at all.
+func (s *Service) spawn(f func()) {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
 }
 
 // outbox collects what a write transaction must do once it has committed.
@@ -101,6 +171,11 @@ type outbox struct {
 	events []Event
 	starts []LRPStartRequest
 	stops  []stopRequest
+	// Tasks: placements to ask for, cancels to send to cells, and
+	// completed Tasks whose callback is due.
+	taskStarts  []TaskStartRequest
+	taskCancels []taskCancel
+	resolves    []string
 }
 
 type stopRequest struct {
@@ -140,14 +215,20 @@ func (s *Service) deliver(o outbox) {
 		}
 		cancel()
 	}
+	if len(o.taskStarts) > 0 && s.auctioneer != nil {
+		ctx, cancel := context.WithTimeout(s.stopCtx, 10*time.Second)
+		if err := s.auctioneer.RequestTaskAuctions(ctx, o.taskStarts); err != nil {
+			s.log.Warn("task-auction-request-failed", "error", err.Error(), "tasks", len(o.taskStarts))
+		}
+		cancel()
+	}
+	s.deliverTasks(o)
 	for _, st := range o.stops {
 		cell, ok := s.cell(st.ik.CellID)
 		if !ok || s.reps == nil {
 			continue
 		}
-		s.wg.Add(1)
-		go func(st stopRequest, cell CellPresence) {
-			defer s.wg.Done()
+		s.spawn(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := s.reps.StopLRPInstance(ctx, &cell, st.key, st.ik)
@@ -161,7 +242,7 @@ func (s *Service) deliver(o outbox) {
 				s.log.Warn("stop-request-failed", "process_guid", st.key.ProcessGUID, "index", st.key.Index,
 					"cell_id", st.ik.CellID, "error", err.Error())
 			}
-		}(st, cell)
+		})
 	}
 }
 
@@ -719,8 +800,13 @@ func (s *Service) loop() {
 // ConvergeNow makes the actual state match the desired state once: missing
 // instances are created and placed, stale UNCLAIMED ones placed again,
 // crashed ones restarted when their backoff is over, instances on cells that
-// are gone replaced, and instances nobody wants any more retired.
+// are gone replaced, and instances nobody wants any more retired. Then the
+// Tasks converge (ConvergeTasks), as Diego runs both together.
 func (s *Service) ConvergeNow(ctx context.Context) error {
+	return errors.Join(s.convergeLRPs(ctx), s.ConvergeTasks(ctx))
+}
+
+func (s *Service) convergeLRPs(ctx context.Context) error {
 	start := s.cfg.Now()
 	var created, restarted, replaced, retired, reauctioned int
 	err := s.write(ctx, func(tx StoreTx, o *outbox) error {

@@ -21,8 +21,27 @@ import (
 )
 
 type fakeAuctioneer struct {
-	mu   sync.Mutex
-	reqs []LRPStartRequest
+	mu    sync.Mutex
+	reqs  []LRPStartRequest
+	tasks []TaskStartRequest
+}
+
+func (f *fakeAuctioneer) RequestTaskAuctions(_ context.Context, reqs []TaskStartRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tasks = append(f.tasks, reqs...)
+	return nil
+}
+
+// taskAuctions lists the task guids whose placement was asked, in order.
+func (f *fakeAuctioneer) taskAuctions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.tasks {
+		out = append(out, r.TaskGUID)
+	}
+	return out
 }
 
 func (f *fakeAuctioneer) RequestLRPStarts(_ context.Context, reqs []LRPStartRequest) error {
@@ -45,9 +64,23 @@ func (f *fakeAuctioneer) indices(guid string) []int32 {
 }
 
 type fakeReps struct {
-	mu    sync.Mutex
-	stops []string
-	err   error // returned by every stop
+	mu      sync.Mutex
+	stops   []string
+	cancels []string // "task@cell"
+	err     error    // returned by every stop
+}
+
+func (f *fakeReps) CancelTask(_ context.Context, cell *CellPresence, taskGUID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels = append(f.cancels, taskGUID+"@"+cell.CellID)
+	return nil
+}
+
+func (f *fakeReps) cancelled() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.cancels...)
 }
 
 func (f *fakeReps) StopLRPInstance(_ context.Context, cell *CellPresence, key ActualLRPKey, ik ActualLRPInstanceKey) error {

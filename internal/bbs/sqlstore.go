@@ -35,9 +35,10 @@ import (
 //	actual_lrps(process_guid TEXT, instance_index INTEGER, domain TEXT,
 //	            cell_id TEXT, state TEXT, data TEXT, PK(process_guid, instance_index))
 //	domains(domain TEXT PK, expires_at BIGINT)               -- unix nanoseconds
+//	tasks(task_guid TEXT PK, domain TEXT, cell_id TEXT, state TEXT, data TEXT)  -- migration 2
 //
-// with indexes on desired_lrps(domain), actual_lrps(domain) and
-// actual_lrps(cell_id). data is TEXT rather than PostgreSQL's JSONB so that
+// with indexes on desired_lrps(domain), actual_lrps(domain),
+// actual_lrps(cell_id), tasks(domain), tasks(cell_id) and tasks(state). data is TEXT rather than PostgreSQL's JSONB so that
 // it comes back as it was written (JSONB reorders keys and refuses \u0000).
 //
 // Transactions. Write runs in a read-write transaction. On SQLite it starts
@@ -112,6 +113,18 @@ var sqlMigrations = [][]string{
 			domain TEXT NOT NULL PRIMARY KEY,
 			expires_at BIGINT NOT NULL
 		)`,
+	},
+	{ // 2: Tasks (staging runs as one)
+		`CREATE TABLE tasks (
+			task_guid TEXT NOT NULL PRIMARY KEY,
+			domain TEXT NOT NULL,
+			cell_id TEXT NOT NULL,
+			state TEXT NOT NULL,
+			data TEXT NOT NULL
+		)`,
+		`CREATE INDEX tasks_domain ON tasks (domain)`,
+		`CREATE INDEX tasks_cell_id ON tasks (cell_id)`,
+		`CREATE INDEX tasks_state ON tasks (state)`,
 	},
 }
 

@@ -474,6 +474,11 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			{"update actual", func(tx StoreTx) error { return tx.UpdateActualLRP(a) }},
 			{"delete actual", func(tx StoreTx) error { return tx.DeleteActualLRP("keep", 0) }},
 			{"upsert domain", func(tx StoreTx) error { return tx.UpsertDomain("new", time.Now().Add(time.Hour)) }},
+			{"create task", func(tx StoreTx) error { return tx.CreateTask(stTask("new-task", DomainCFTasks, "", TaskStatePending)) }},
+			{"update task", func(tx StoreTx) error {
+				return tx.UpdateTask(stTask("keep-task", DomainCFTasks, "cell-9", TaskStateRunning))
+			}},
+			{"delete task", func(tx StoreTx) error { return tx.DeleteTask("keep-task") }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				err := s.Read(t.Context(), func(tx StoreTx) error {
@@ -673,6 +678,9 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 						{"actual guid", tx.CreateActualLRP(stActual(tc.v, 0, DomainCFApps, "", StateUnclaimed))},
 						{"actual cell", tx.CreateActualLRP(stActual("ok-guid", 0, DomainCFApps, tc.v, StateRunning))},
 						{"domain", tx.UpsertDomain(tc.v, time.Now().Add(time.Hour))},
+						{"task guid", tx.CreateTask(stTask(tc.v, DomainCFTasks, "", TaskStatePending))},
+						{"task domain", tx.CreateTask(stTask("ok-task", tc.v, "", TaskStatePending))},
+						{"task cell", tx.CreateTask(stTask("ok-task", DomainCFTasks, tc.v, TaskStateRunning))},
 					} {
 						var e *Error
 						if !errors.As(op.err, &e) || e.Type != ErrTypeInvalidRecord {
@@ -699,6 +707,16 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 					as, err := tx.ActualLRPs(ActualLRPsRequest{CellID: tc.v})
 					if err != nil || len(as) != 0 {
 						t.Errorf("actual by cell: %v, %v", as, err)
+					}
+					if _, err := tx.Task(tc.v); !errors.Is(err, ErrResourceNotFound) {
+						t.Errorf("get task: got %v, want ResourceNotFound", err)
+					}
+					if err := tx.DeleteTask(tc.v); !errors.Is(err, ErrResourceNotFound) {
+						t.Errorf("delete task: got %v, want ResourceNotFound", err)
+					}
+					ts, err := tx.Tasks(TasksRequest{CellID: tc.v})
+					if err != nil || len(ts) != 0 {
+						t.Errorf("tasks by cell: %v, %v", ts, err)
 					}
 					// The transaction is still good.
 					return tx.CreateDesiredLRP(stDesired("after-"+strings.ReplaceAll(tc.name, " ", "-"), DomainCFApps))
@@ -753,10 +771,11 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			ds, err1 := tx.DesiredLRPs(DesiredLRPsRequest{})
 			as, err2 := tx.ActualLRPs(ActualLRPsRequest{})
 			doms, err3 := tx.FreshDomains(time.Now())
-			if ds == nil || as == nil || doms == nil {
-				t.Errorf("empty lists should be empty, not nil (they sqlEncode as [] rather than null): %#v %#v %#v", ds, as, doms)
+			ts, err4 := tx.Tasks(TasksRequest{})
+			if ds == nil || as == nil || doms == nil || ts == nil {
+				t.Errorf("empty lists should be empty, not nil (they sqlEncode as [] rather than null): %#v %#v %#v %#v", ds, as, doms, ts)
 			}
-			return errors.Join(err1, err2, err3)
+			return errors.Join(err1, err2, err3, err4)
 		})
 	})
 
@@ -786,6 +805,150 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 				return err
 			}
 			stEqual(t, "desired LRPs by many guids", stDesiredKeys(got), want)
+			return nil
+		})
+	})
+
+	t.Run("TaskLifecycle", func(t *testing.T) {
+		s := open(t)
+		task := stTask("stage-1", DomainCFTasks, "", TaskStatePending)
+		stWrite(t, s, func(tx StoreTx) error { return tx.CreateTask(task) })
+		stRead(t, s, func(tx StoreTx) error {
+			got, err := tx.Task("stage-1")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "get after create", got, task)
+			all, err := tx.Tasks(TasksRequest{})
+			stEqual(t, "list after create", all, []*Task{task})
+			return err
+		})
+
+		running := *task
+		running.State, running.CellID, running.UpdatedAt = TaskStateRunning, "cell-1", task.UpdatedAt+1
+		stWrite(t, s, func(tx StoreTx) error { return tx.UpdateTask(&running) })
+		stRead(t, s, func(tx StoreTx) error {
+			got, err := tx.Task("stage-1")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "get after update", got, &running)
+			onCell, err := tx.Tasks(TasksRequest{CellID: "cell-1"})
+			stEqual(t, "cell filter after update", onCell, []*Task{&running})
+			return err
+		})
+
+		completed := running
+		completed.State, completed.CellID, completed.Failed, completed.FailureReason = TaskStateCompleted, "", true, "Exited with status 1"
+		stWrite(t, s, func(tx StoreTx) error { return tx.UpdateTask(&completed) })
+		stRead(t, s, func(tx StoreTx) error {
+			onCell, err := tx.Tasks(TasksRequest{CellID: "cell-1"})
+			stEqual(t, "cell filter after the task left the cell", onCell, []*Task{})
+			return err
+		})
+
+		stWrite(t, s, func(tx StoreTx) error { return tx.DeleteTask("stage-1") })
+		stRead(t, s, func(tx StoreTx) error {
+			if _, err := tx.Task("stage-1"); !errors.Is(err, ErrResourceNotFound) {
+				t.Errorf("get after delete: got %v, want ResourceNotFound", err)
+			}
+			all, err := tx.Tasks(TasksRequest{})
+			stEqual(t, "list after delete", all, []*Task{})
+			return err
+		})
+	})
+
+	t.Run("TaskFilters", func(t *testing.T) {
+		s := open(t)
+		stWrite(t, s, func(tx StoreTx) error {
+			return errors.Join(
+				tx.CreateTask(stTask("t3", DomainCFTasks, "cell-2", TaskStateRunning)),
+				tx.CreateTask(stTask("t1", DomainCFTasks, "cell-1", TaskStateRunning)),
+				tx.CreateTask(stTask("t2", DomainCFTasks, "", TaskStatePending)),
+				tx.CreateTask(stTask("t4", "other", "cell-1", TaskStateRunning)),
+				tx.CreateTask(stTask("B", "other", "", TaskStateCompleted)),
+			)
+		})
+		for _, tc := range []struct {
+			name   string
+			filter TasksRequest
+			want   []string
+		}{
+			{"none", TasksRequest{}, []string{"B", "t1", "t2", "t3", "t4"}},
+			{"domain", TasksRequest{Domain: DomainCFTasks}, []string{"t1", "t2", "t3"}},
+			{"cell", TasksRequest{CellID: "cell-1"}, []string{"t1", "t4"}},
+			{"domain and cell", TasksRequest{Domain: "other", CellID: "cell-1"}, []string{"t4"}},
+			{"unknown domain", TasksRequest{Domain: "nope"}, []string{}},
+			{"unknown cell", TasksRequest{CellID: "cell-9"}, []string{}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				stRead(t, s, func(tx StoreTx) error {
+					got, err := tx.Tasks(tc.filter)
+					if err != nil {
+						return err
+					}
+					if keys := stTaskKeys(got); !reflect.DeepEqual(keys, tc.want) {
+						t.Errorf("Tasks(%+v) = %v, want %v", tc.filter, keys, tc.want)
+					}
+					return nil
+				})
+			})
+		}
+	})
+
+	t.Run("TaskNotFoundAndExists", func(t *testing.T) {
+		s := open(t)
+		first := stTask("dup", DomainCFTasks, "", TaskStatePending)
+		stWrite(t, s, func(tx StoreTx) error { return tx.CreateTask(first) })
+		for _, tc := range []struct {
+			name string
+			op   func(tx StoreTx) error
+		}{
+			{"get", func(tx StoreTx) error { _, err := tx.Task("nope"); return err }},
+			{"update", func(tx StoreTx) error { return tx.UpdateTask(stTask("nope", DomainCFTasks, "", TaskStatePending)) }},
+			{"delete", func(tx StoreTx) error { return tx.DeleteTask("nope") }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := s.Write(t.Context(), tc.op)
+				var e *Error
+				if !errors.Is(err, ErrResourceNotFound) || !errors.As(err, &e) || e.Message != `task "nope" does not exist` {
+					t.Fatalf("got %v, want ResourceNotFound: task \"nope\" does not exist", err)
+				}
+			})
+		}
+		stWrite(t, s, func(tx StoreTx) error {
+			second := stTask("dup", "elsewhere", "cell-2", TaskStateRunning)
+			if err := tx.CreateTask(second); !errors.Is(err, ErrResourceExists) || err.Error() != `ResourceExists: task "dup" already exists` {
+				t.Errorf("second task: got %v, want ResourceExists", err)
+			}
+			// The transaction goes on after such an error.
+			return tx.CreateTask(stTask("other", DomainCFTasks, "", TaskStatePending))
+		})
+		stRead(t, s, func(tx StoreTx) error {
+			got, err := tx.Task("dup")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "first task kept", got, first)
+			all, err := tx.Tasks(TasksRequest{})
+			stEqual(t, "tasks", stTaskKeys(all), []string{"dup", "other"})
+			return err
+		})
+	})
+
+	t.Run("TaskRoundTrip", func(t *testing.T) {
+		s := open(t)
+		task := stRichTask("rich-task")
+		stWrite(t, s, func(tx StoreTx) error { return tx.CreateTask(task) })
+		stRead(t, s, func(tx StoreTx) error {
+			got, err := tx.Task("rich-task")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "task", got, task)
+			if got.Result != task.Result {
+				t.Errorf("result %q, want %q", got.Result, task.Result)
+			}
 			return nil
 		})
 	})
@@ -822,8 +985,8 @@ func testSQLStore(t *testing.T, newDSN func(t *testing.T) string) {
 			return errors.Join(tx.CreateDesiredLRP(d), tx.CreateActualLRP(a), tx.UpsertDomain("cf-apps", time.Now().Add(time.Hour)))
 		})
 		before := stSchemaRows(t, s)
-		if len(before) != 1 || before[0][0] != 1 {
-			t.Fatalf("schema_version rows after the first open: %v, want one row for version 1", before)
+		if len(before) != sqlSchemaVersion || before[len(before)-1][0] != int64(sqlSchemaVersion) {
+			t.Fatalf("schema_version rows after the first open: %v, want one row per version up to %d", before, sqlSchemaVersion)
 		}
 		s.Close()
 
@@ -844,6 +1007,41 @@ func testSQLStore(t *testing.T, newDSN func(t *testing.T) string) {
 			})
 			s.Close()
 		}
+	})
+
+	t.Run("MigratesFromVersion1", func(t *testing.T) {
+		// A database the first schema made (before Tasks) gets the tasks
+		// table and keeps its records.
+		dsn := newDSN(t)
+		s := stOpen(t, dsn)
+		d := stRichDesired("old")
+		stWrite(t, s, func(tx StoreTx) error { return tx.CreateDesiredLRP(d) })
+		for _, stmt := range []string{`DROP TABLE tasks`, `DELETE FROM schema_version WHERE version > 1`} {
+			if _, err := s.db.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+
+		s = stOpen(t, dsn)
+		if rows := stSchemaRows(t, s); len(rows) != sqlSchemaVersion {
+			t.Fatalf("schema_version rows after the upgrade: %v, want %d", rows, sqlSchemaVersion)
+		}
+		task := stRichTask("after-upgrade")
+		stWrite(t, s, func(tx StoreTx) error { return tx.CreateTask(task) })
+		stRead(t, s, func(tx StoreTx) error {
+			got, err := tx.DesiredLRP("old")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "desired LRP kept through the upgrade", got, d)
+			gotTask, err := tx.Task("after-upgrade")
+			if err != nil {
+				return err
+			}
+			stEqual(t, "task after the upgrade", gotTask, task)
+			return nil
+		})
 	})
 
 	t.Run("NewerSchemaRefused", func(t *testing.T) {
@@ -1286,17 +1484,19 @@ type stSnap struct {
 	Desired []*DesiredLRP
 	Actual  []*ActualLRP
 	Domains []string
+	Tasks   []*Task
 }
 
 func stSnapshot(t *testing.T, s Store) stSnap {
 	t.Helper()
 	var snap stSnap
 	stRead(t, s, func(tx StoreTx) error {
-		var err1, err2, err3 error
+		var err1, err2, err3, err4 error
 		snap.Desired, err1 = tx.DesiredLRPs(DesiredLRPsRequest{})
 		snap.Actual, err2 = tx.ActualLRPs(ActualLRPsRequest{})
 		snap.Domains, err3 = tx.FreshDomains(time.Unix(0, 0))
-		return errors.Join(err1, err2, err3)
+		snap.Tasks, err4 = tx.Tasks(TasksRequest{})
+		return errors.Join(err1, err2, err3, err4)
 	})
 	return snap
 }
@@ -1312,6 +1512,8 @@ func stSeed(t *testing.T, s Store) {
 			tx.CreateActualLRP(stActual("keep", 0, DomainCFApps, "cell-1", StateRunning)),
 			tx.CreateActualLRP(stActual("gone", 0, DomainCFApps, "cell-1", StateRunning)),
 			tx.UpsertDomain(DomainCFApps, time.Unix(1000, 0)),
+			tx.CreateTask(stTask("keep-task", DomainCFTasks, "", TaskStatePending)),
+			tx.CreateTask(stTask("gone-task", DomainCFTasks, "cell-1", TaskStateRunning)),
 		)
 	})
 }
@@ -1343,6 +1545,13 @@ func stChangeEverything(tx StoreTx) error {
 	for i := range int32(3) {
 		errs = append(errs, tx.CreateActualLRP(stActual("new", i, DomainCFApps, "", StateUnclaimed)))
 	}
+	task, err := tx.Task("keep-task")
+	if err != nil {
+		return err
+	}
+	task.State, task.CellID = TaskStateRunning, "cell-9"
+	errs = append(errs, tx.UpdateTask(task), tx.DeleteTask("gone-task"),
+		tx.CreateTask(stTask("new-task", DomainCFTasks, "", TaskStatePending)))
 	// The changes are visible inside the transaction.
 	if ds, err := tx.DesiredLRPs(DesiredLRPsRequest{}); err != nil || len(ds) != 2 || ds[0].Annotation != "v2" {
 		errs = append(errs, fmt.Errorf("inside the transaction: %v, %v", stDesiredKeys(ds), err))
@@ -1370,4 +1579,41 @@ func stSchemaRows(t *testing.T, s *SQLStore) [][2]int64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func stTaskKeys(ts []*Task) []string {
+	out := []string{}
+	for _, task := range ts {
+		out = append(out, task.TaskGUID)
+	}
+	return out
+}
+
+func stTask(guid, domain, cell, state string) *Task {
+	return &Task{
+		TaskGUID: guid, Domain: domain, CellID: cell, State: state,
+		TaskDefinition: &TaskDefinition{Action: &RunAction{Path: LifecycleBuilder, Args: []string{"--app-dir", "/home/vcap/app"}},
+			MemoryMB: 256, DiskMB: 1024},
+		CreatedAt: 1_700_000_000_000_000_000, UpdatedAt: 1_700_000_000_000_000_000,
+	}
+}
+
+func stRichTask(guid string) *Task {
+	return &Task{
+		TaskGUID: guid, Domain: DomainCFTasks, State: TaskStateCompleted,
+		TaskDefinition: &TaskDefinition{
+			RootFS: "preloaded:cflinuxfs4",
+			Setup:  &DownloadAction{From: "https://cc.internal/internal/v4/packages/p/download?sig=a&b=<c>", To: "/home/vcap/app"},
+			Action: &RunAction{Path: LifecycleBuilder, Args: []string{"--app-dir", "/home/vcap/app", "--command", `sh -c "echo 'hi' && exit 0"`},
+				Env: []EnvironmentVariable{{Name: "GOPROXY", Value: "off"}, {Name: "ODD", Value: "ünïcødé\ttab <&>"}}, User: "vcap"},
+			MemoryMB: 512, DiskMB: 2048,
+			Upload:                &UploadAction{From: "/tmp/droplet.tgz", To: "https://cc.internal/internal/v4/droplets/d/upload"},
+			ResultFile:            "/tmp/result.json",
+			CompletionCallbackURL: "https://cc.internal/internal/v4/tasks/b/completed",
+			LogGUID:               "app-guid", LogSource: "STG", PlacementTags: []string{"iso"}, MaxDurationMs: 900_000,
+		},
+		Result:    `{"process_types":{"web":"./app <x> & 'y'"},"lifecycle_type":"buildpack"}`,
+		Failed:    false,
+		CreatedAt: 1, UpdatedAt: 2, FirstCompletedAt: 3,
+	}
 }

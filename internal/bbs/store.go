@@ -38,6 +38,16 @@ type StoreTx interface {
 	UpdateActualLRP(a *ActualLRP) error
 	DeleteActualLRP(processGUID string, index int32) error
 
+	// Task returns ErrResourceNotFound when there is none.
+	Task(taskGUID string) (*Task, error)
+	// Tasks lists tasks by domain and cell (either may be empty), sorted by guid.
+	Tasks(filter TasksRequest) ([]*Task, error)
+	// CreateTask returns ErrResourceExists when the guid is taken.
+	CreateTask(t *Task) error
+	// UpdateTask replaces a stored task (ErrResourceNotFound if none).
+	UpdateTask(t *Task) error
+	DeleteTask(taskGUID string) error
+
 	UpsertDomain(domain string, expiresAt time.Time) error
 	// FreshDomains lists domains whose expiry is after now.
 	FreshDomains(now time.Time) ([]string, error)

@@ -109,6 +109,17 @@ const (
 	PathFailTask     = "/v1/tasks/fail"     // auctioneer: placement failed
 	PathCancelTask   = "/v1/tasks/cancel"
 	PathDeleteTask   = "/v1/tasks/delete" // after the result was read (no callback)
+	// PathTaskEvents is Diego's task event stream: task_created,
+	// task_changed and task_removed only (the LRP instance stream never
+	// carries them).
+	PathTaskEvents = "/v1/events/tasks.r1"
+)
+
+// Failure reasons the BBS itself gives a Task, with Diego's wording.
+const (
+	TaskReasonCancelled       = "task was cancelled"
+	TaskReasonCellDisappeared = "cell disappeared before completion"
+	TaskReasonNotStarted      = "not started within time limit"
 )
 
 // Task events, as Diego's.
@@ -151,6 +162,13 @@ type FailTaskRequest struct {
 	FailureReason string `json:"failure_reason"`
 }
 
+// StartTaskResponse says whether the cell should run the Task: false when
+// it already runs it (a repeated start), so it must not start it twice.
+type StartTaskResponse struct {
+	Error       *Error `json:"error,omitempty"`
+	ShouldStart bool   `json:"should_start"`
+}
+
 type TaskResponse struct {
 	Error *Error `json:"error,omitempty"`
 	Task  *Task  `json:"task,omitempty"`
@@ -167,4 +185,42 @@ type TaskStartRequest struct {
 	Domain        string   `json:"domain"`
 	Resource      Resource `json:"resource"`
 	PlacementTags []string `json:"placement_tags,omitempty"`
+}
+
+// NewTaskStartRequest asks for a placement of t.
+func NewTaskStartRequest(t *Task) TaskStartRequest {
+	r := TaskStartRequest{TaskGUID: t.TaskGUID, Domain: t.Domain}
+	if d := t.TaskDefinition; d != nil {
+		r.Resource = Resource{MemoryMB: d.MemoryMB, DiskMB: d.DiskMB}
+		r.PlacementTags = d.PlacementTags
+	}
+	return r
+}
+
+// Task events' payloads, as Diego's.
+
+// TaskCreatedEvent is the payload of task_created.
+type TaskCreatedEvent struct {
+	Task *Task `json:"task"`
+}
+
+// TaskChangedEvent is the payload of task_changed.
+type TaskChangedEvent struct {
+	Before *Task `json:"before"`
+	After  *Task `json:"after"`
+}
+
+// TaskRemovedEvent is the payload of task_removed.
+type TaskRemovedEvent struct {
+	Task *Task `json:"task"`
+}
+
+// IsTaskEvent reports whether e belongs on the task stream rather than on
+// the LRP instance stream.
+func (e Event) IsTaskEvent() bool {
+	switch e.Type {
+	case EventTaskCreated, EventTaskChanged, EventTaskRemoved:
+		return true
+	}
+	return false
 }

@@ -1,9 +1,7 @@
-// Package demo runs the shortest path of route propagation that minicf has
-// today, end to end and for real: an embedded NATS server, the router, an
-// example app, a router.register published on the bus exactly as Diego's
-// route emitter would, and a request through the router. As more of the
-// foundation lands (Cloud Controller, BBS, cells), the demo grows into
-// "push an app and curl it".
+// Package demo is `minicf demo`: the whole foundation up, the example app
+// pushed with two instances and a route, and requests curled through the
+// router so you can see both instances answer. It is the shortest way to
+// watch route propagation happen for real.
 package demo
 
 import (
@@ -12,132 +10,158 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
+	"os"
+	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/spf13/cobra"
 
-	"github.com/minicf/minicf/internal/mbus"
-	"github.com/minicf/minicf/internal/router"
+	"github.com/minicf/minicf/internal/cli"
+	"github.com/minicf/minicf/internal/foundation"
 )
 
 // Options configure a demo run.
 type Options struct {
-	Route  string        // the route to register, e.g. myapp.apps.localhost
-	Out    io.Writer     // progress for a person
-	Logger *slog.Logger  // component logs
-	Hold   time.Duration // keep everything up this long after the curl (0: stop at once)
+	Foundation foundation.Config
+	AppDir     string // the example app; "" = examples/hello found near the working directory or the binary
+	AppName    string
+	Instances  int
+	Curls      int
+	Out        io.Writer
+	// Exit stops the foundation after the curls; otherwise Run waits for ctx.
+	Exit bool
 }
 
-// Run starts the parts, propagates the route, curls it and stops everything.
-func Run(ctx context.Context, o Options) error {
-	step := func(format string, args ...any) { fmt.Fprintf(o.Out, "==> "+format+"\n", args...) }
-
-	step("starting NATS (embedded nats-server on loopback)")
-	nats, err := mbus.NewServer(mbus.ServerConfig{Host: "127.0.0.1", User: "nats", Password: "nats", Logger: o.Logger})
-	if err != nil {
-		return err
+// FindExampleApp looks for examples/hello in the working directory and its
+// parents, then beside the executable.
+func FindExampleApp() (string, error) {
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	if err := nats.Start(); err != nil {
-		return err
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
 	}
-	defer nats.Stop()
-	step("NATS ready at %s", nats.URL())
-
-	routerBus, err := mbus.Connect(mbus.ClientConfig{URLs: []string{nats.URL()}, User: "nats", Password: "nats", Name: "demo-router", Logger: o.Logger})
-	if err != nil {
-		return err
-	}
-	defer routerBus.Close()
-	cfg := router.DefaultFileConfig()
-	cfg.Listen, cfg.Status.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.StartResponseDelay = 0
-	r, err := router.New(routerBus, router.Options{Config: cfg, Logger: o.Logger, Dropped: routerBus.Dropped})
-	if err != nil {
-		return err
-	}
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	defer r.Stop(context.Background())
-	step("router (GoRouter twin) listening on %s, status on %s", r.Addr(), r.StatusAddr())
-
-	appLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	instance := uuid.NewString()
-	app := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		fmt.Fprintf(w, "Hello from the example app, instance %s (request %s)\n", instance, req.Header.Get("X-Vcap-Request-Id"))
-	})}
-	go app.Serve(appLn)
-	defer app.Close()
-	appHost, appPortS, _ := net.SplitHostPort(appLn.Addr().String())
-	appPort, _ := strconv.Atoi(appPortS)
-	step("example app instance %s listening on %s", instance, appLn.Addr())
-
-	emitter, err := mbus.Connect(mbus.ClientConfig{URLs: []string{nats.URL()}, User: "nats", Password: "nats", Name: "demo-emitter", Logger: o.Logger})
-	if err != nil {
-		return err
-	}
-	defer emitter.Close()
-	msg := mbus.RegistryMessage{
-		Host: appHost, Port: uint16(appPort), URIs: []string{o.Route}, App: uuid.NewString(),
-		PrivateInstanceID: instance, PrivateInstanceIndex: "0", EndpointUpdatedAtNs: time.Now().UnixNano(),
-		Tags: map[string]string{"component": "route-emitter"},
-	}
-	body, _ := json.Marshal(msg)
-	published := time.Now()
-	if err := emitter.Publish(mbus.SubjectRegister, body); err != nil {
-		return err
-	}
-	if err := emitter.Flush(); err != nil {
-		return err
-	}
-	step("published router.register on NATS: %s", body)
-
-	client := &http.Client{Timeout: 5 * time.Second}
-	var resp *http.Response
-	var got []byte
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+r.Addr()+"/", nil)
-		req.Host = o.Route
-		resp, err = client.Do(req)
-		if err == nil {
-			got, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+	for _, s := range starts {
+		for dir := s; ; dir = filepath.Dir(dir) {
+			p := filepath.Join(dir, "examples", "hello")
+			if _, err := os.Stat(filepath.Join(p, "main.go")); err == nil {
+				return p, nil
+			}
+			if filepath.Dir(dir) == dir {
 				break
 			}
 		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("router answered %d %s", resp.StatusCode, resp.Header.Get("X-Cf-Routererror"))
-			}
-			return fmt.Errorf("the route did not become reachable within 5s: %w", err)
+	}
+	return "", errors.New("the example app (examples/hello) is not here: run `minicf demo` from the minicf checkout, or give --app DIR")
+}
+
+// Run brings the foundation up, pushes the example app, curls it, and then
+// keeps everything running until ctx ends (or stops at once with Exit).
+func Run(ctx context.Context, o Options) error {
+	step := func(format string, args ...any) { fmt.Fprintf(o.Out, "==> "+format+"\n", args...) }
+	if o.AppDir == "" {
+		dir, err := FindExampleApp()
+		if err != nil {
+			return err
 		}
-		time.Sleep(2 * time.Millisecond)
+		o.AppDir = dir
 	}
-	step("route reachable %.1f ms after the register was published", float64(time.Since(published).Microseconds())/1000)
-	step("curl -H 'Host: %s' http://%s/ -> %d\n%s", o.Route, r.Addr(), resp.StatusCode, got)
-	routes, _ := json.MarshalIndent(r.RoutesSnapshot()[o.Route], "    ", "  ")
-	step("the router's table entry for %s (GET http://%s/routes):\n    %s", o.Route, r.StatusAddr(), routes)
-	if port := r.Addr()[len("127.0.0.1:"):]; port != "" {
-		step("with a browser or curl: curl http://%s:%s/ (*.localhost resolves to loopback)", o.Route, port)
+	if o.AppName == "" {
+		o.AppName = "hello"
 	}
-	if o.Hold > 0 {
-		step("holding everything up for %s (Ctrl-C to stop)", o.Hold)
-		select {
-		case <-ctx.Done():
-		case <-time.After(o.Hold):
-		}
+	if o.Instances <= 0 {
+		o.Instances = 2
 	}
-	step("stopping")
-	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	if o.Curls <= 0 {
+		o.Curls = 4
+	}
+	step("starting the foundation in %s", o.Foundation.Home)
+	f, err := foundation.New(o.Foundation)
+	if err != nil {
 		return err
 	}
+	if err := f.Start(ctx, func(s string) { step("%s", s) }); err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping the foundation")
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		f.Stop(sctx)
+	}()
+	info := f.Info()
+	PrintInfo(o.Out, info)
+
+	step("minicf push %s -p %s -i %d", o.AppName, o.AppDir, o.Instances)
+	failed := false
+	cmds := cli.Commands(cli.Options{Home: o.Foundation.Home, Exit: func(int) { failed = true }})
+	var push *cobra.Command
+	for _, c := range cmds {
+		if c.Name() == "push" {
+			push = c
+		}
+	}
+	push.SetArgs([]string{o.AppName, "-p", o.AppDir, "-i", fmt.Sprint(o.Instances)})
+	push.SetOut(o.Out)
+	push.SetErr(o.Out)
+	push.SetContext(ctx)
+	if err := push.Execute(); err != nil || failed {
+		return fmt.Errorf("pushing the example app failed: %v", err)
+	}
+
+	route := o.AppName + "." + info.Domain
+	client := &http.Client{Timeout: 5 * time.Second}
+	seen := map[string]bool{}
+	for i := 0; i < o.Curls; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+info.Router+"/", nil)
+		req.Host = route
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("curl through the router: %w", err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		var a struct {
+			InstanceIndex string `json:"instance_index"`
+			InstanceGUID  string `json:"instance_guid"`
+			CellIP        string `json:"cell_ip"`
+			InstanceIP    string `json:"instance_ip"`
+		}
+		json.Unmarshal(body, &a)
+		seen[a.InstanceGUID] = true
+		step("curl -H 'Host: %s' http://%s/  ->  %d from instance %s (%s) on cell %s, container %s",
+			route, info.Router, resp.StatusCode, a.InstanceIndex, a.InstanceGUID, a.CellIP, a.InstanceIP)
+	}
+	step("%d requests reached %d different instances", o.Curls, len(seen))
+	step("try it yourself:  curl http://%s:%s/", route, portOf(info.Router))
+	if o.Exit {
+		return nil
+	}
+	step("the foundation keeps running; Ctrl-C stops it")
+	<-ctx.Done()
 	return nil
+}
+
+// PrintInfo shows how to reach a running foundation.
+func PrintInfo(w io.Writer, info foundation.Info) {
+	fmt.Fprintf(w, `
+  API:        %s   (minicf apps, minicf push ..., token in %s/config.json)
+  router:     http://%s   (status and /routes: http://%s/routes)
+  domain:     %s   (*.localhost resolves to loopback: curl http://APP.%s:%s/)
+  NATS:       %s   user %s password %s   (nats sub 'router.*')
+  mode:       %s, cells %v
+
+`, info.API, info.Home, info.Router, info.RouterStatus, info.Domain, info.Domain, portOf(info.Router),
+		info.NATSURL, info.NATSUser, info.NATSPassword, info.Mode, info.Cells)
+}
+
+func portOf(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[i+1:]
+		}
+	}
+	return addr
 }

@@ -131,6 +131,18 @@ type cluster struct {
 
 type proxyConn struct {
 	down, up net.Conn
+	// Unix ns of the last bytes each way, for telling an idle keep-alive
+	// connection (last bytes went to the client) from one whose request
+	// the app is still working on.
+	lastIn, lastOut atomic.Int64
+}
+
+// idleFor reports whether c has carried nothing for d and its last bytes
+// were an answer to the client: a keep-alive connection between requests.
+func (c *proxyConn) idleFor(now time.Time, d time.Duration) bool {
+	in, out := c.lastIn.Load(), c.lastOut.Load()
+	last := max(in, out)
+	return out >= in && now.UnixNano()-last > int64(d)
 }
 
 // New validates cfg and loads the certificate (and client CA) once.
@@ -555,14 +567,27 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	var err error
 	forced := 0
 	timer := time.NewTimer(p.cfg.DrainTimeout)
-	select {
-	case <-done:
-	case <-timer.C:
-		forced = p.closeConns()
-	case <-ctx.Done():
-		forced = p.closeConns()
-		err = ctx.Err()
+	// Keep-alive connections with no request in progress would hold the
+	// drain for its whole timeout: close them as soon as they are idle, so
+	// a stopping instance goes as soon as its in-flight requests are done.
+	idle := time.NewTicker(idleCheckInterval)
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-idle.C:
+			p.closeIdleConns(time.Now())
+		case <-timer.C:
+			forced = p.closeConns()
+			break wait
+		case <-ctx.Done():
+			forced = p.closeConns()
+			err = ctx.Err()
+			break wait
+		}
 	}
+	idle.Stop()
 	timer.Stop()
 	<-done
 	if p.admin != nil {
@@ -577,6 +602,28 @@ func (p *Proxy) activeConns() int {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
 	return len(p.conns)
+}
+
+// idleCheckInterval is how often a drain looks for idle connections;
+// idleAfter is how long one must have been quiet since its last answer to
+// count as idle. A streamed answer that pauses longer is cut by a drain.
+const (
+	idleCheckInterval = 100 * time.Millisecond
+	idleAfter         = 500 * time.Millisecond
+)
+
+// closeIdleConns closes the connections that are between requests.
+func (p *Proxy) closeIdleConns(now time.Time) {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	for c := range p.conns {
+		if c.idleFor(now, idleAfter) {
+			c.down.Close()
+			if c.up != nil {
+				c.up.Close()
+			}
+		}
+	}
 }
 
 // closeConns ends every open connection, and any that would start.
@@ -707,13 +754,13 @@ func (p *Proxy) serve(l *listener, raw net.Conn) {
 	wg.Add(1)
 	go func() { // client to app
 		defer wg.Done()
-		if err := copyCounting(up, tc, &cl.bytesIn); err != nil {
+		if err := copyCounting(up, tc, &cl.bytesIn, &c.lastIn); err != nil {
 			abort()
 			return
 		}
 		closeWrite(up)
 	}()
-	if err := copyCounting(tc, up, &cl.bytesOut); err != nil {
+	if err := copyCounting(tc, up, &cl.bytesOut, &c.lastOut); err != nil {
 		abort()
 	} else {
 		_ = tc.CloseWrite() // close_notify
@@ -734,7 +781,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // copyCounting copies src to dst until src's EOF (nil) or an error, adding
 // every byte written to n as it goes, so /clusters shows live transfers.
-func copyCounting(dst io.Writer, src io.Reader, n *atomic.Int64) error {
+func copyCounting(dst io.Writer, src io.Reader, n, last *atomic.Int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -744,6 +791,7 @@ func copyCounting(dst io.Writer, src io.Reader, n *atomic.Int64) error {
 			// Counted before the write: once the peer has the bytes it may
 			// answer, and a reader of the counters must already see them.
 			n.Add(int64(nr))
+			last.Store(time.Now().UnixNano())
 			nw, werr := dst.Write(buf[:nr])
 			if werr != nil {
 				n.Add(int64(nw - nr))

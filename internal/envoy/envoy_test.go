@@ -903,3 +903,30 @@ func TestStartErrorNamesTheAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStopClosesIdleKeepAliveConnections: a router keeps keep-alive
+// connections to every instance; a stopping sidecar must not wait its whole
+// drain timeout for them when no request is in progress on them.
+func TestStopClosesIdleKeepAliveConnections(t *testing.T) {
+	f := newFixture(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer app.Close()
+	p := f.start(t, app.Listener.Addr().String(), func(c *envoy.Config) { c.DrainTimeout = time.Minute })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: f.clientTLS()}}
+	resp, err := client.Get("https://" + p.Addrs()[0] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close() // the connection stays in the client's idle pool
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waited for an idle keep-alive connection (drain timeout 1 min)")
+	}
+}

@@ -17,7 +17,8 @@ import (
 )
 
 // Client calls the reps of cells (mutual TLS when tlsConfig is set): the
-// auctioneer reads their state and sends them work, the BBS stops instances.
+// auctioneer reads their state and sends them work, the BBS stops instances
+// and cancels Tasks.
 type Client struct {
 	http *http.Client
 }
@@ -112,6 +113,21 @@ func (c *Client) StopLRPInstance(ctx context.Context, cell *bbs.CellPresence, ke
 	status, err := c.do(ctx, cell, http.MethodPost, path, nil, nil)
 	if status == http.StatusNotFound {
 		return fmt.Errorf("%w: %w", ErrInstanceNotFound, err)
+	}
+	return err
+}
+
+// ErrTaskNotFound is returned (wrapped) by CancelTask when the cell does not
+// run the Task.
+var ErrTaskNotFound = errors.New("the cell does not run this task")
+
+// CancelTask asks a cell to stop a Task (POST /v1/tasks/{task_guid}/cancel):
+// its processes are stopped and its container destroyed; the BBS has
+// completed it already.
+func (c *Client) CancelTask(ctx context.Context, cell *bbs.CellPresence, taskGUID string) error {
+	status, err := c.do(ctx, cell, http.MethodPost, CancelTaskPath(url.PathEscape(taskGUID)), nil, nil)
+	if status == http.StatusNotFound {
+		return fmt.Errorf("%w: %w", ErrTaskNotFound, err)
 	}
 	return err
 }

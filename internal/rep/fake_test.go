@@ -18,10 +18,11 @@ type fakeBBS struct {
 	calls      []string
 	crashes    []string // reasons
 	heartbeats []bbs.CellPresence
+	tasks      map[string]*bbs.Task
 }
 
 func newFakeBBS() *fakeBBS {
-	return &fakeBBS{desired: map[string]*bbs.DesiredLRP{}, actual: map[string]*bbs.ActualLRP{}}
+	return &fakeBBS{desired: map[string]*bbs.DesiredLRP{}, actual: map[string]*bbs.ActualLRP{}, tasks: map[string]*bbs.Task{}}
 }
 
 func akey(pg string, index int32) string { return fmt.Sprintf("%s/%d", pg, index) }
@@ -171,6 +172,104 @@ func (f *fakeBBS) lastHeartbeat() (bbs.CellPresence, int) {
 		return bbs.CellPresence{}, 0
 	}
 	return f.heartbeats[len(f.heartbeats)-1], len(f.heartbeats)
+}
+
+// desireTask stores a PENDING Task.
+func (f *fakeBBS) desireTask(guid string, def *bbs.TaskDefinition) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tasks[guid] = &bbs.Task{TaskGUID: guid, Domain: bbs.DomainCFTasks, TaskDefinition: def, State: bbs.TaskStatePending}
+}
+
+// putTask stores a Task as it is.
+func (f *fakeBBS) putTask(t *bbs.Task) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := *t
+	f.tasks[t.TaskGUID] = &c
+}
+
+func (f *fakeBBS) task(guid string) (bbs.Task, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[guid]
+	if !ok {
+		return bbs.Task{}, false
+	}
+	return *t, true
+}
+
+func (f *fakeBBS) TaskByGUID(_ context.Context, guid string) (*bbs.Task, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[guid]
+	if !ok {
+		return nil, bbs.NewError(bbs.ErrTypeResourceNotFound, "no task %s", guid)
+	}
+	c := *t
+	return &c, nil
+}
+
+func (f *fakeBBS) Tasks(_ context.Context, r bbs.TasksRequest) ([]*bbs.Task, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []*bbs.Task{}
+	for _, t := range f.tasks {
+		if (r.CellID == "" || t.CellID == r.CellID) && (r.Domain == "" || t.Domain == r.Domain) {
+			c := *t
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+// StartTask applies the BBS's rule: once, on one cell.
+func (f *fakeBBS) StartTask(_ context.Context, guid, cellID string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("start-task %s %s", guid, cellID)
+	t, ok := f.tasks[guid]
+	if !ok {
+		return false, bbs.NewError(bbs.ErrTypeResourceNotFound, "no task %s", guid)
+	}
+	if t.State == bbs.TaskStateRunning && t.CellID == cellID {
+		return false, nil
+	}
+	if t.State != bbs.TaskStatePending {
+		return false, bbs.NewError(bbs.ErrTypeInvalidStateTransition, "task %s is %s", guid, t.State)
+	}
+	t.State, t.CellID = bbs.TaskStateRunning, cellID
+	return true, nil
+}
+
+func (f *fakeBBS) CompleteTask(_ context.Context, guid, cellID string, failed bool, reason, result string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("complete-task %s %s failed=%v", guid, cellID, failed)
+	t, ok := f.tasks[guid]
+	if !ok {
+		return bbs.NewError(bbs.ErrTypeResourceNotFound, "no task %s", guid)
+	}
+	if t.State == bbs.TaskStateRunning && t.CellID != cellID {
+		return bbs.NewError(bbs.ErrTypeRunningOnDifferentCell, "task %s runs on %s", guid, t.CellID)
+	}
+	if t.State != bbs.TaskStateRunning {
+		return bbs.NewError(bbs.ErrTypeInvalidStateTransition, "task %s is %s", guid, t.State)
+	}
+	if len(result) > bbs.MaxTaskResultBytes {
+		return bbs.NewError(bbs.ErrTypeInvalidRequest, "result too large")
+	}
+	t.State, t.CellID, t.Failed, t.FailureReason, t.Result = bbs.TaskStateCompleted, "", failed, reason, result
+	return nil
+}
+
+// cancelTask completes a Task as the BBS's CancelTask does (the test then
+// tells the cell).
+func (f *fakeBBS) cancelTask(guid string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.tasks[guid]
+	t.State, t.CellID, t.Failed, t.FailureReason = bbs.TaskStateCompleted, "", true, bbs.TaskReasonCancelled
 }
 
 var _ BBSClient = (*fakeBBS)(nil)

@@ -342,14 +342,16 @@ func (r *Rep) createContainer(in *instance, d *bbs.DesiredLRP, log *slog.Logger)
 	if d.Action == nil || d.Action.Path == "" {
 		return nil, errors.New("the DesiredLRP has no action to run")
 	}
+	// The action, or the launcher in its place (lifecycle.go).
+	appPath, appArgs, err := r.actionCommand(info.Dir, d.Action, setupTo)
+	if err != nil {
+		return nil, err
+	}
 	ps := garden.ProcessSpec{
-		Path:    hostPath(info.Dir, d.Action.Path, setupTo),
-		Args:    d.Action.Args,
+		Path:    appPath,
+		Args:    appArgs,
 		Env:     appEnv(d, in.key, in.ik.InstanceGUID, info, plan, c.ni, c.certFile, c.keyFile),
 		LogName: ProcessApp,
-	}
-	if !filepath.IsAbs(ps.Path) && filepath.Base(d.Action.Path) == d.Action.Path {
-		ps.Path = d.Action.Path // a bare command name: looked up in PATH
 	}
 	if dir, rel := containerPath(d.Action.Dir, setupTo); rel {
 		ps.Dir = dir
@@ -595,7 +597,7 @@ func (r *Rep) stopContainer(in *instance, c *lrpContainer, log *slog.Logger) {
 	if c.sidecar != nil {
 		if err := writeInvalidIdentity(c, in.ik.InstanceGUID); err != nil {
 			log.Warn("instance-identity-invalidation-failed", "error", err.Error())
-		} else if r.cfg.ProxyReloadWait > 0 {
+		} else if r.cfg.ProxyReloadWait > 0 && !r.fastStop.Load() {
 			t := time.NewTimer(r.cfg.ProxyReloadWait)
 			<-t.C
 		}

@@ -19,7 +19,7 @@ import (
 const ReasonContainerMissing = "container missing"
 
 // reconcile is Diego's bulk sync between the cell's containers and the
-// BBS's ActualLRPs for the cell:
+// BBS's ActualLRPs (and Tasks: reconcileTasks) for the cell:
 //   - a container with no ActualLRP of its instance guid on this cell is
 //     destroyed (or, if an instance of ours runs in it, stopped);
 //   - an ActualLRP (CLAIMED or RUNNING) on this cell with no container is
@@ -60,6 +60,9 @@ func (r *Rep) reconcile(ctx context.Context) error {
 
 	hasContainer := map[string]bool{}
 	for _, c := range containers {
+		if c.Properties[PropTaskGUID] != "" {
+			continue // a Task's: reconcileTasks
+		}
 		h := c.Handle
 		hasContainer[h] = true
 		if in := tracked[h]; in != nil {
@@ -94,7 +97,7 @@ func (r *Rep) reconcile(ctx context.Context) error {
 		}
 		r.log.Info("reconcile-crashed", "process_guid", a.ProcessGUID, "index", a.Index, "instance_guid", g, "reason", ReasonContainerMissing)
 	}
-	return nil
+	return r.reconcileTasks(ctx)
 }
 
 // adopt takes over a container an earlier run of the rep created.
@@ -199,4 +202,85 @@ func (r *Rep) rebuild(info garden.ContainerInfo) (c *lrpContainer, missing strin
 		}
 	}
 	return c, "", nil
+}
+
+// reconcileTasks is the bulk sync of Tasks:
+//   - a Task this rep runs that the BBS no longer has RUNNING on this cell
+//     (cancelled, or failed by convergence) is stopped;
+//   - a Task container of an earlier run is destroyed, and its Task, if the
+//     BBS has it RUNNING here, failed: how it ended cannot be known;
+//   - a Task the BBS has RUNNING here with no container is failed with
+//     "container missing".
+func (r *Rep) reconcileTasks(ctx context.Context) error {
+	// What runs here is read before the BBS is asked: a Task running then
+	// was started at the BBS before the question.
+	r.mu.Lock()
+	tracked := map[string]*taskRun{}
+	wasRunning := map[string]bool{}
+	for g, t := range r.tasks {
+		tracked[g] = t
+		wasRunning[g] = t.getState() == TaskStateRunning
+	}
+	finished := map[string]bool{}
+	for g := range r.taskFinished {
+		finished[g] = true
+	}
+	closing := r.closing
+	r.mu.Unlock()
+	if closing {
+		return nil
+	}
+	tasks, err := r.bbs.Tasks(ctx, bbs.TasksRequest{CellID: r.cfg.CellID})
+	if err != nil {
+		return fmt.Errorf("cannot list the cell's Tasks: %w", err)
+	}
+	running := map[string]*bbs.Task{}
+	for _, t := range tasks {
+		if t.CellID == r.cfg.CellID && t.State == bbs.TaskStateRunning {
+			running[t.TaskGUID] = t
+		}
+	}
+	containers, err := r.garden.Containers()
+	if err != nil {
+		return err
+	}
+	hasContainer := map[string]bool{}
+	for _, c := range containers {
+		g := c.Properties[PropTaskGUID]
+		if g == "" {
+			continue
+		}
+		hasContainer[g] = true
+		if tracked[g] != nil || finished[g] {
+			continue // its goroutine is destroying it
+		}
+		r.log.Info("reconcile-task-destroyed", "task_guid", g, "reason", "a container of an earlier run")
+		if err := r.garden.Destroy(ctx, c.Handle, r.cfg.GracePeriod); err != nil {
+			r.log.Warn("container-destroy-failed", "task_guid", g, "error", err.Error())
+		}
+		if running[g] != nil {
+			r.failTask(ctx, g, ReasonTaskRepRestarted)
+		}
+	}
+	for g := range running {
+		if hasContainer[g] || tracked[g] != nil || finished[g] {
+			continue
+		}
+		r.failTask(ctx, g, ReasonContainerMissing)
+	}
+	for g, t := range tracked {
+		if wasRunning[g] && running[g] == nil && t.getState() == TaskStateRunning {
+			r.log.Info("reconcile-task-stopping", "task_guid", g, "reason", "the BBS no longer has it running on this cell")
+			t.requestStop("")
+		}
+	}
+	return nil
+}
+
+func (r *Rep) failTask(ctx context.Context, guid, reason string) {
+	if err := r.bbs.CompleteTask(ctx, guid, r.cfg.CellID, true, reason, ""); err != nil {
+		r.log.Warn("reconcile-task-fail-failed", "task_guid", guid, "reason", reason, "error", err.Error())
+		return
+	}
+	r.log.Info("reconcile-task-failed", "task_guid", guid, "reason", reason)
 }

@@ -27,6 +27,13 @@
 // container is crashed, and the containers of an earlier run that the BBS
 // still knows are adopted. Stop leaves instances running, as Diego's rep
 // does, so that a restarted rep adopts them; StopAll stops them.
+//
+// It runs Tasks too (task.go): the auctioneer's work carries them beside the
+// LRPs, the cell starts each at the BBS, runs it in a container of its own
+// (no ports, no sidecar), reads its result file, uploads what it must and
+// completes it; the BBS cancels them (POST /v1/tasks/{task_guid}/cancel).
+// Actions under /tmp/lifecycle/ (the builder that stages, the launcher that
+// runs a droplet) are minicf's own verbs (lifecycle.go).
 package rep
 
 import (
@@ -40,7 +47,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,6 +65,10 @@ type BBSClient interface {
 	DesiredLRPByProcessGUID(ctx context.Context, processGUID string) (*bbs.DesiredLRP, error)
 	ActualLRPs(ctx context.Context, f bbs.ActualLRPsRequest) ([]*bbs.ActualLRP, error)
 	ClaimActualLRP(ctx context.Context, key bbs.ActualLRPKey, ik bbs.ActualLRPInstanceKey) error
+	TaskByGUID(ctx context.Context, taskGUID string) (*bbs.Task, error)
+	Tasks(ctx context.Context, f bbs.TasksRequest) ([]*bbs.Task, error)
+	StartTask(ctx context.Context, taskGUID, cellID string) (bool, error)
+	CompleteTask(ctx context.Context, taskGUID, cellID string, failed bool, reason, result string) error
 	StartActualLRP(ctx context.Context, key bbs.ActualLRPKey, ik bbs.ActualLRPInstanceKey, net bbs.ActualLRPNetInfo, routable bool) error
 	CrashActualLRP(ctx context.Context, key bbs.ActualLRPKey, ik bbs.ActualLRPInstanceKey, reason string) error
 	RemoveActualLRP(ctx context.Context, key bbs.ActualLRPKey, ik *bbs.ActualLRPInstanceKey) error
@@ -124,6 +137,14 @@ type Config struct {
 	// SidecarCommand runs the envoy sidecar; the rep adds --listen, --cert,
 	// --key, --admin and --client-ca (default: [this executable, "envoy"]).
 	SidecarCommand []string
+	// LifecycleBinary is the minicf binary whose builder and launcher verbs
+	// run the actions /tmp/lifecycle/builder and /tmp/lifecycle/launcher
+	// (default: SidecarCommand[0], else this executable).
+	LifecycleBinary string
+	// ClientTLS is the client TLS config of Task uploads (mutual TLS to the
+	// Cloud Controller's internal API); nil: the system's roots, no client
+	// certificate.
+	ClientTLS *tls.Config
 	// RouteIntegrity runs the sidecar and maps its TLS ports (nil: true,
 	// as cf-deployment's containers.proxy.enabled).
 	RouteIntegrity *bool
@@ -181,6 +202,17 @@ func (c *Config) setDefaults() error {
 		}
 		c.SidecarCommand = []string{exe, "envoy"}
 	}
+	if c.LifecycleBinary == "" {
+		if len(c.SidecarCommand) > 0 {
+			c.LifecycleBinary = c.SidecarCommand[0]
+		} else {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("rep: cell %s: no LifecycleBinary and this executable cannot be found: %w", c.CellID, err)
+			}
+			c.LifecycleBinary = exe
+		}
+	}
 	switch {
 	case !c.routeIntegrity() || c.ProxyMemoryMB < 0:
 		c.ProxyMemoryMB = 0
@@ -211,11 +243,16 @@ type Rep struct {
 	tls    *tls.Config
 	log    *slog.Logger
 
-	mu        sync.Mutex
-	instances map[string]*instance // by instance guid
-	finished  map[string]time.Time // instance guids that ended recently, for reconcile
-	closing   bool                 // Stop or StopAll began: no new work
-	started   bool
+	uploads *http.Client // Task uploads
+
+	mu           sync.Mutex
+	instances    map[string]*instance // by instance guid
+	finished     map[string]time.Time // instance guids that ended recently, for reconcile
+	tasks        map[string]*taskRun  // by task guid
+	taskFinished map[string]time.Time // task guids that ended recently, for reconcile
+	closing      bool                 // Stop or StopAll began: no new work
+	fastStop     atomic.Bool          // Shutdown: no sidecar reload wait
+	started      bool
 
 	ln     net.Listener
 	srv    *http.Server
@@ -243,6 +280,7 @@ func New(cfg Config, bbsClient BBSClient, containers Containerizer, ca *identity
 	return &Rep{
 		cfg: cfg, bbs: bbsClient, garden: containers, ca: ca, tls: serverTLS, log: cfg.Logger.With("cell_id", cfg.CellID),
 		instances: map[string]*instance{}, finished: map[string]time.Time{},
+		tasks: map[string]*taskRun{}, taskFinished: map[string]time.Time{}, uploads: newUploadClient(cfg),
 		ctx: ctx, cancel: cancel, served: make(chan struct{}),
 	}, nil
 }
@@ -425,20 +463,44 @@ func (r *Rep) Stop(ctx context.Context) error {
 // StopAll stops every instance (as a BBS stop would: SIGTERM, SIGKILL after
 // GracePeriod, RemoveActualLRP), destroys any other container, then stops
 // the rep. For tests and `minicf down`.
-func (r *Rep) StopAll(ctx context.Context) error {
+func (r *Rep) StopAll(ctx context.Context) error { return r.stopAll(ctx, true) }
+
+// Shutdown stops every instance and task on the cell without telling the
+// BBS, and without the sidecar's reload wait: the whole foundation is
+// going down (Ctrl-C on `minicf up`), so nothing should be re-placed, and
+// the next rep of this cell reconciles the ActualLRPs with what it finds.
+func (r *Rep) Shutdown(ctx context.Context) error {
+	r.fastStop.Store(true)
+	return r.stopAll(ctx, false)
+}
+
+func (r *Rep) stopAll(ctx context.Context, remove bool) error {
 	r.mu.Lock()
 	r.closing = true
 	insts := make([]*instance, 0, len(r.instances))
 	for _, in := range r.instances {
 		insts = append(insts, in)
 	}
+	tasks := make([]*taskRun, 0, len(r.tasks))
+	for _, t := range r.tasks {
+		tasks = append(tasks, t)
+	}
 	r.mu.Unlock()
 	for _, in := range insts {
-		in.requestStop(true)
+		in.requestStop(remove)
+	}
+	for _, t := range tasks {
+		t.requestStop(ReasonTaskCellStopped)
 	}
 	for _, in := range insts {
 		select {
 		case <-in.done:
+		case <-ctx.Done():
+		}
+	}
+	for _, t := range tasks {
+		select {
+		case <-t.done:
 		case <-ctx.Done():
 		}
 	}
@@ -464,12 +526,17 @@ func (r *Rep) stopInstances() {
 
 func newInstanceGUID() string { return uuid.NewString()[:InstanceGUIDLength] }
 
-// used is the capacity the instances take.
+// used is the capacity the instances and Tasks take.
 func (r *Rep) usedLocked() bbs.CellCapacity {
 	var u bbs.CellCapacity
 	for _, in := range r.instances {
 		u.MemoryMB += in.resource.MemoryMB
 		u.DiskMB += in.resource.DiskMB
+		u.Containers++
+	}
+	for _, t := range r.tasks {
+		u.MemoryMB += t.resource.MemoryMB
+		u.DiskMB += t.resource.DiskMB
 		u.Containers++
 	}
 	return u
@@ -490,8 +557,17 @@ func (r *Rep) State() CellState {
 			Containers: max(r.cfg.Capacity.Containers-used.Containers, 0),
 		},
 		LRPs:       []InstanceSummary{},
+		Tasks:      []TaskSummary{},
 		Evacuating: false,
 	}
+	for _, t := range r.tasks {
+		state := t.getState()
+		st.Tasks = append(st.Tasks, TaskSummary{TaskGUID: t.guid, Domain: t.domain, State: state, Resource: t.resource})
+		if state == TaskStateReserved {
+			st.StartingContainers++
+		}
+	}
+	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].TaskGUID < st.Tasks[j].TaskGUID })
 	for _, in := range r.instances {
 		state := in.getState()
 		st.LRPs = append(st.LRPs, InstanceSummary{ProcessGUID: in.key.ProcessGUID, Index: in.key.Index,
@@ -504,13 +580,14 @@ func (r *Rep) State() CellState {
 	return st
 }
 
-// Perform accepts the LRPs that fit and returns the others.
+// Perform accepts the LRPs and Tasks that fit and returns the others.
 func (r *Rep) Perform(w Work) WorkResponse {
 	resp := WorkResponse{Failed: []LRP{}}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
 		resp.Failed = append(resp.Failed, w.LRPs...)
+		resp.FailedTasks = append(resp.FailedTasks, w.Tasks...)
 		return resp
 	}
 	used := r.usedLocked()
@@ -534,8 +611,16 @@ func (r *Rep) Perform(w Work) WorkResponse {
 		r.insts.Add(1)
 		go r.runNew(in)
 	}
+	for _, t := range w.Tasks {
+		if !r.acceptTaskLocked(t, &used) {
+			resp.FailedTasks = append(resp.FailedTasks, t)
+		}
+	}
 	if len(w.LRPs) > 0 {
 		r.log.Info("work-performed", "accepted", len(w.LRPs)-len(resp.Failed), "failed", len(resp.Failed))
+	}
+	if len(w.Tasks) > 0 {
+		r.log.Info("task-work-performed", "accepted", len(w.Tasks)-len(resp.FailedTasks), "failed", len(resp.FailedTasks))
 	}
 	return resp
 }

@@ -30,8 +30,9 @@ import (
 )
 
 // Built once by TestMain: the real minicf binary (its envoy verb is the
-// sidecar) and the test app.
-var minicfBin, appDir string
+// sidecar), the test app, and the lifecycle binary (the builder and
+// launcher verbs).
+var minicfBin, appDir, lifecycleBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -50,7 +51,9 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	for _, b := range [][2]string{{minicfBin, "../../cmd/minicf"}, {filepath.Join(appDir, "testapp"), "./testdata/app"}} {
+	lifecycleBin = filepath.Join(dir, "lifecycle")
+	for _, b := range [][2]string{{minicfBin, "../../cmd/minicf"}, {filepath.Join(appDir, "testapp"), "./testdata/app"},
+		{lifecycleBin, "./testdata/lifecycle"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b[1], err, out)
@@ -111,6 +114,7 @@ func testConfig() Config {
 		GracePeriod:          2 * time.Second,
 		ProxyReloadWait:      -1,
 		SidecarCommand:       []string{minicfBin, "envoy", "--log-level", "warn"},
+		LifecycleBinary:      lifecycleBin,
 		HealthCheckInterval:  20 * time.Millisecond,
 		DefaultStartTimeout:  20 * time.Second,
 		InstanceCertValidity: time.Hour,
@@ -267,8 +271,8 @@ func (c *cell) perform(w Work) {
 	c.t.Helper()
 	resp, err := c.client.Perform(ctxT(c.t), c.presence(), w)
 	must(c.t, err)
-	if len(resp.Failed) != 0 {
-		c.t.Fatalf("work refused: %+v", resp.Failed)
+	if len(resp.Failed) != 0 || len(resp.FailedTasks) != 0 {
+		c.t.Fatalf("work refused: %+v %+v", resp.Failed, resp.FailedTasks)
 	}
 }
 
@@ -773,5 +777,35 @@ func TestRestartedRepFinishesStartingAClaimedInstance(t *testing.T) {
 	r := c2.waitState("pg-slow", 0, bbs.StateRunning)
 	if r.InstanceGUID != a.InstanceGUID || len(f.callsMatching("claim pg-slow")) != 1 {
 		t.Fatalf("running %+v after %v", r.ActualLRPInstanceKey, f.callsMatching(""))
+	}
+}
+
+// TestShutdownStopsLocallyWithoutTellingTheBBS: when the whole foundation
+// stops, instances go at once (no sidecar reload wait) and their ActualLRPs
+// stay for the next rep of the cell to reconcile, instead of being removed
+// and re-placed on cells that are also going away.
+func TestShutdownStopsLocallyWithoutTellingTheBBS(t *testing.T) {
+	f := newFakeBBS()
+	c := startCell(t, f, "", func(cfg *Config) { cfg.ProxyReloadWait = time.Hour })
+	c.cleanupAll()
+	f.desire(desiredLRP("pg-shutdown", 1))
+	c.perform(work("pg-shutdown", 0))
+	c.waitState("pg-shutdown", 0, bbs.StateRunning)
+	done := make(chan error, 1)
+	go func() { done <- c.rep.Shutdown(ctxT(t)) }()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown waited for the sidecar reload wait (1 h)")
+	}
+	if infos, _ := c.garden.Containers(); len(infos) != 0 {
+		t.Fatalf("containers left: %+v", infos)
+	}
+	if f.callsMatching("remove") != nil || f.crashReasons() != nil {
+		t.Fatalf("Shutdown told the BBS: %v", f.callsMatching(""))
+	}
+	if a, ok := f.get("pg-shutdown", 0); !ok || a.State != bbs.StateRunning {
+		t.Fatalf("the ActualLRP changed: %+v %v", a, ok)
 	}
 }

@@ -35,6 +35,14 @@ func (r *Rep) handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
+	mux.HandleFunc(PathCancelTaskPattern, func(w http.ResponseWriter, req *http.Request) {
+		g := req.PathValue("task_guid")
+		if !r.CancelTask(g) {
+			writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("cell %s runs no task %s", r.cfg.CellID, g)})
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
 	return mux
 }
 

@@ -235,6 +235,13 @@ func (r *Router) Stop(ctx context.Context) error {
 			r.status.Close()
 		}
 		r.wg.Wait()
+		// Idle backend connections would hold sidecars open until their
+		// drain timeout; close them with the router.
+		for _, p := range r.reg.Pools() {
+			for _, e := range p.Endpoints() {
+				closeIdle(e)
+			}
+		}
 		if r.access != nil {
 			r.access.Close()
 		}

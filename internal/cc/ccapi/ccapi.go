@@ -116,6 +116,19 @@ type Destination struct {
 	Protocol string         `json:"protocol"` // http1 or http2
 }
 
+// RouteDestinations is the body of GET/POST/PATCH /v3/routes/:guid/destinations.
+type RouteDestinations struct {
+	Destinations []Destination `json:"destinations"`
+	Links        Links         `json:"links"`
+}
+
+// CurrentDroplet is the body of GET/PATCH
+// /v3/apps/:guid/relationships/current_droplet.
+type CurrentDroplet struct {
+	Data  *Ref  `json:"data"`
+	Links Links `json:"links"`
+}
+
 // Route is host.domain[/path].
 type Route struct {
 	Resource
@@ -182,6 +195,16 @@ type Process struct {
 	ReadinessHealthCheck         HealthCheck             `json:"readiness_health_check"`
 	Relationships                map[string]Relationship `json:"relationships"` // app, revision
 	Version                      string                  `json:"version,omitempty"`
+	// ProcessInstances is embedded only with ?embed=process_instances.
+	ProcessInstances []ProcessInstance `json:"process_instances,omitempty"`
+}
+
+// ProcessInstance is one instance as embedded in a process
+// (embed=process_instances): since is Unix seconds.
+type ProcessInstance struct {
+	Index int    `json:"index"`
+	State string `json:"state"`
+	Since int64  `json:"since"`
 }
 
 // Instance states in process stats.
@@ -349,6 +372,11 @@ var (
 	ErrRouteHostTaken       = APIError{Code: 210003, Title: "CF-RouteHostTaken"}
 	ErrAppPackageInvalid    = APIError{Code: 150001, Title: "CF-AppPackageInvalid"}
 	ErrAppBitsUploadInvalid = APIError{Code: 160001, Title: "CF-AppBitsUploadInvalid"}
+
+	ErrUnknown                    = APIError{Code: 10001, Title: "UnknownError"} // 500
+	ErrBadQueryParameter          = APIError{Code: 10005, Title: "CF-BadQueryParameter"}
+	ErrStatsUnavailable           = APIError{Code: 200002, Title: "CF-StatsUnavailable"} // 503
+	ErrPackageBitsAlreadyUploaded = APIError{Code: 150004, Title: "CF-PackageBitsAlreadyUploaded"}
 )
 
 // With returns e with a detail.

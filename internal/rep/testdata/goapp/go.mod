@@ -1,0 +1,3 @@
+module example.com/apps/goapp
+
+go 1.22
