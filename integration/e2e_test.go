@@ -187,3 +187,32 @@ func TestE2E_PushAndCurlInNamespaceMode(t *testing.T) {
 	f := startFoundation(t, "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String())
 	runE2E(t, f)
 }
+
+// TestDemo_PushesAndCurlsBothInstances runs the README's first command
+// (`minicf demo`, with --exit so it ends) in process mode.
+func TestDemo_PushesAndCurlsBothInstances(t *testing.T) {
+	home := t.TempDir()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(minicfBin, "demo", "--exit", "--mode", "process", "--home", home,
+		"--router", "127.0.0.1:"+freePort(t), "--router-status", "127.0.0.1:"+freePort(t),
+		"--api", "127.0.0.1:"+freePort(t), "--api-internal", "127.0.0.1:"+freePort(t),
+		"--nats", "127.0.0.1:"+freePort(t), "--bbs-listen", "127.0.0.1:"+freePort(t),
+		"--auctioneer-listen", "127.0.0.1:"+freePort(t))
+	cmd.Dir = root
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("minicf demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"2 of 2 instances running", "requests reached 2 different instances", "stopping the foundation"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if pids := processesUnder(home); len(pids) > 0 {
+		t.Fatalf("processes left by the demo: %v", pids)
+	}
+}
