@@ -238,8 +238,9 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 	})
 }
 
-// processesUnder lists pids whose command line mentions dir (the cells'
-// containers run their app and sidecar from there).
+// processesUnder lists pids whose command line mentions dir's cells, or
+// whose working directory is inside them (the containers' apps and
+// sidecars run from there).
 func processesUnder(dir string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
@@ -252,7 +253,9 @@ func processesUnder(dir string) []int {
 		if err != nil {
 			continue
 		}
-		if strings.Contains(string(cmd), filepath.Join(dir, "cells")) && !strings.Contains(string(cmd), "--root") {
+		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		inCells := strings.HasPrefix(cwd, filepath.Join(dir, "cells")+"/")
+		if inCells || strings.Contains(string(cmd), filepath.Join(dir, "cells")) && !strings.Contains(string(cmd), "--root") {
 			out = append(out, pid)
 		}
 	}
