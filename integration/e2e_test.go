@@ -21,17 +21,21 @@ type foundationProc struct {
 	home   string
 	router string
 	up     *proc
+	// status, bbs and trace are the router status, BBS and trace API
+	// addresses (trace_test.go).
+	status, bbs, trace string
 }
 
 func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc {
 	t.Helper()
 	home := t.TempDir()
-	f := &foundationProc{home: home, router: "127.0.0.1:" + freePort(t)}
+	f := &foundationProc{home: home, router: "127.0.0.1:" + freePort(t), status: "127.0.0.1:" + freePort(t),
+		bbs: "127.0.0.1:" + freePort(t), trace: "127.0.0.1:" + freePort(t)}
 	args := []string{"up", "--home", home, "--mode", mode, "--log-level", "info",
-		"--router", f.router, "--router-status", "127.0.0.1:" + freePort(t),
+		"--router", f.router, "--router-status", f.status,
 		"--api", "127.0.0.1:" + freePort(t), "--api-internal", "127.0.0.1:" + freePort(t),
-		"--nats", "127.0.0.1:" + freePort(t), "--bbs-listen", "127.0.0.1:" + freePort(t),
-		"--auctioneer-listen", "127.0.0.1:" + freePort(t)}
+		"--nats", "127.0.0.1:" + freePort(t), "--bbs-listen", f.bbs,
+		"--auctioneer-listen", "127.0.0.1:" + freePort(t), "--trace", f.trace}
 	f.up = startProc(t, "minicf up ("+mode+")", append(args, extra...)...)
 	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
 		if f.up.exited() {

@@ -11,6 +11,7 @@ import (
 	"github.com/minicf/minicf/internal/demo"
 	"github.com/minicf/minicf/internal/foundation"
 	"github.com/minicf/minicf/internal/logging"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 func upCommand() *cobra.Command {
@@ -88,6 +89,7 @@ func (o *foundationFlags) register(cmd *cobra.Command) {
 	f.StringVar(&o.cfg.RouterListen, "router", "127.0.0.1:8081", "router address")
 	f.StringVar(&o.cfg.CCListen, "api", "127.0.0.1:9022", "Cloud Controller address")
 	f.StringVar(&o.cfg.NATSListen, "nats", "127.0.0.1:4222", "NATS address")
+	f.StringVar(&o.cfg.TraceListen, "trace", trace.DefaultListen, "trace API address (minicf trace, the flow page), or off")
 	f.StringVar(&o.level, "log-level", "warn", "component log level on stderr: debug, info, warn or error")
 	// For running several foundations on one host (tests): the other
 	// listeners and the namespace-mode name prefix.

@@ -20,7 +20,7 @@ func main() {
 	}
 	root.AddCommand(upCommand(), demoCommand(), routerCommand(), natsCommand(), envoyCommand(),
 		bbsCommand(), auctioneerCommand(), cellCommand(), cfdotCommand(), downCommand(),
-		ccCommand(), routeEmitterCommand())
+		ccCommand(), routeEmitterCommand(), traceCommand())
 	root.AddCommand(cliCommands()...)
 	root.AddCommand(lifecycleCommands()...)
 	if err := root.Execute(); err != nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/rep"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // BBSClient is what the auctioneer needs from the BBS.
@@ -78,7 +79,9 @@ type Config struct {
 	CellStateTimeout time.Duration
 	// RequestTimeout bounds each call to the BBS and each work submission.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// Trace records flow 1's instance-placed steps; nil records nothing.
+	Trace  trace.Emitter
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -442,6 +445,7 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 				}
 			}
 			wctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+			sent := time.Now()
 			resp, err := a.reps.Perform(wctx, cell.cell, w)
 			cancel()
 			failed := map[instanceKey]bool{}
@@ -472,6 +476,7 @@ func (a *Auctioneer) commit(ctx context.Context, cells map[string]*cellView, wor
 					continue
 				}
 				a.log.Info("auction-placed", append(inst.logAttrs(), "cell_id", id)...)
+				a.tracePlaced(inst, id, len(cells), sent)
 			}
 		}()
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Config holds the BBS's timers; zero values take Diego's defaults.
@@ -34,6 +36,10 @@ type Config struct {
 	TaskCallbackTLS *tls.Config
 	// TaskCallbackTimeout bounds one callback request (10 s).
 	TaskCallbackTimeout time.Duration
+
+	// Trace records flow 1's steps (lrp-desired, lrp-updated,
+	// actual-lrp-running); nil records nothing.
+	Trace trace.Emitter
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -176,6 +182,7 @@ type outbox struct {
 	taskStarts  []TaskStartRequest
 	taskCancels []taskCancel
 	resolves    []string
+	traces      []trace.Event // flow 1's steps, emitted after the commit
 }
 
 type stopRequest struct {
@@ -194,6 +201,10 @@ func (s *Service) write(ctx context.Context, f func(tx StoreTx, o *outbox) error
 		return f(tx, &o)
 	})
 	if err == nil {
+		// Trace events are stamped before the BBS events go out: a watcher
+		// (the route emitter) reacting to an event must not record its own
+		// step earlier than the step that caused it.
+		s.emitTraces(&o)
 		s.hub.publish(o.events...)
 	}
 	s.mu.Unlock()
@@ -318,6 +329,7 @@ func (s *Service) DesireLRP(ctx context.Context, d *DesiredLRP) error {
 			return err
 		}
 		o.event(EventDesiredLRPCreated, DesiredLRPCreatedEvent{DesiredLRP: d})
+		o.traceDesired(s, d)
 		var indices []int32
 		for i := int32(0); i < d.Instances; i++ {
 			a := s.newUnclaimed(d, i)
@@ -367,6 +379,7 @@ func (s *Service) UpdateDesiredLRP(ctx context.Context, processGUID string, u *D
 			return err
 		}
 		o.event(EventDesiredLRPChanged, DesiredLRPChangedEvent{Before: before, After: after})
+		o.traceUpdated(s, before, after)
 		if after.Instances != before.Instances {
 			actuals, err := tx.ActualLRPs(ActualLRPsRequest{ProcessGUID: processGUID})
 			if err != nil {
@@ -496,7 +509,11 @@ func (s *Service) StartActualLRP(ctx context.Context, key ActualLRPKey, ik Actua
 		}
 		after.Since = s.now()
 		s.log.Info("actual-lrp-running", "process_guid", key.ProcessGUID, "index", key.Index, "instance_guid", ik.InstanceGUID, "cell_id", ik.CellID, "address", net.Address)
-		return changeActual(tx, o, a, &after)
+		if err := changeActual(tx, o, a, &after); err != nil {
+			return err
+		}
+		o.traceRunning(s, &after)
+		return nil
 	})
 }
 

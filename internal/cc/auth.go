@@ -23,6 +23,23 @@ const TokenKeyFile = "cc-token.key"
 // DefaultTokenTTL is the lifetime of a token IssueToken makes without one.
 const DefaultTokenTTL = 24 * time.Hour
 
+// Lifetimes of what POST /oauth/token issues: UAA's cf client's in
+// cf-deployment (access 2 h, refresh 30 days); a client_credentials token
+// cannot be refreshed by the cf CLI, so it lives longer.
+const (
+	AccessTokenTTL  = 2 * time.Hour
+	RefreshTokenTTL = 30 * 24 * time.Hour
+	ClientTokenTTL  = 7 * 24 * time.Hour
+)
+
+// Audiences: an access token is for the Cloud Controller; a refresh
+// token has only refreshAudience, so it is never taken as an access token
+// (and an access token is never taken for a refresh token).
+const (
+	ccAudience      = "cloud_controller"
+	refreshAudience = "minicf-refresh-token"
+)
+
 // maxTokenBytes bounds a bearer token.
 const maxTokenBytes = 8 << 10
 
@@ -48,7 +65,10 @@ type Claims struct {
 	Sub       string   `json:"sub,omitempty"`
 }
 
-var tokenScopes = []string{"cloud_controller.admin", "cloud_controller.read", "cloud_controller.write", "openid", "uaa.user"}
+var (
+	tokenScopes  = []string{"cloud_controller.admin", "cloud_controller.read", "cloud_controller.write", "openid", "uaa.user"}
+	clientScopes = []string{"cloud_controller.admin", "cloud_controller.read", "cloud_controller.write"}
+)
 
 type tokenAuth struct {
 	key []byte
@@ -103,20 +123,53 @@ func loadTokenAuth(path string, now func() time.Time) (*tokenAuth, error) {
 var b64 = base64.RawURLEncoding
 
 func (a *tokenAuth) issue(user string, ttl time.Duration, issuer string) (string, error) {
+	c, err := a.userClaims(user, ttl, issuer)
+	if err != nil {
+		return "", err
+	}
+	return a.sign(c)
+}
+
+// userClaims are a user's access token claims (client cf, password grant).
+func (a *tokenAuth) userClaims(user string, ttl time.Duration, issuer string) (Claims, error) {
 	if user == "" {
-		return "", errors.New("cc: a token needs a user name")
+		return Claims{}, errors.New("cc: a token needs a user name")
 	}
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
 	}
 	now := a.now()
-	uid := uuid.NewSHA1(userNamespace, []byte(user)).String()
-	c := Claims{
-		JTI: strings.ReplaceAll(uuid.NewString(), "-", ""), IAT: now.Unix(), EXP: now.Add(ttl).Unix(),
+	uid := userID(user)
+	return Claims{
+		JTI: newJTI(), IAT: now.Unix(), EXP: now.Add(ttl).Unix(),
 		UserName: user, UserID: uid, Origin: "uaa", ClientID: "cf", CID: "cf", Scope: tokenScopes,
-		ISS: issuer, AUD: []string{"cloud_controller", "openid", "cf"}, GrantType: "password", Sub: uid,
-	}
-	return a.sign(c)
+		ISS: issuer, AUD: []string{ccAudience, "openid", "cf"}, GrantType: "password", Sub: uid,
+	}, nil
+}
+
+func userID(user string) string { return uuid.NewSHA1(userNamespace, []byte(user)).String() }
+
+func newJTI() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+
+// issueClient makes a client_credentials access token: no user_name, the
+// client as client_id and sub (the cf CLI shows it as the user).
+func (a *tokenAuth) issueClient(client string, ttl time.Duration, issuer string) (string, error) {
+	now := a.now()
+	return a.sign(Claims{
+		JTI: newJTI(), IAT: now.Unix(), EXP: now.Add(ttl).Unix(), ClientID: client, CID: client,
+		Scope: clientScopes, ISS: issuer, AUD: []string{ccAudience, client}, GrantType: "client_credentials", Sub: client,
+	})
+}
+
+// issueRefresh makes the refresh token that goes with a user's access
+// token: signed alike, long-lived, its jti ending in -r as UAA's do, and
+// refreshAudience as its only audience.
+func (a *tokenAuth) issueRefresh(access Claims, ttl time.Duration) (string, error) {
+	now := a.now()
+	r := access
+	r.JTI, r.IAT, r.EXP = newJTI()+"-r", now.Unix(), now.Add(ttl).Unix()
+	r.AUD = []string{refreshAudience}
+	return a.sign(r)
 }
 
 func (a *tokenAuth) sign(c Claims) (string, error) {
@@ -131,9 +184,45 @@ func (a *tokenAuth) sign(c Claims) (string, error) {
 	return signing + "." + b64.EncodeToString(m.Sum(nil)), nil
 }
 
-// verify checks a token's signature and expiry; the error says which
-// failed, in words for the person holding the token.
+// verify checks an access token: signature, expiry and audience; the
+// error says which failed, in words for the person holding the token.
 func (a *tokenAuth) verify(tok string) (*Claims, error) {
+	c, err := a.verifySigned(tok)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case hasAudience(c, refreshAudience):
+		return nil, errors.New("this is a refresh token; send it to POST /oauth/token (grant_type=refresh_token) for an access token")
+	case !hasAudience(c, ccAudience):
+		return nil, fmt.Errorf("the token's audience %q does not include %s", c.AUD, ccAudience)
+	}
+	return c, nil
+}
+
+// verifyRefresh checks a refresh token as verify checks access tokens.
+func (a *tokenAuth) verifyRefresh(tok string) (*Claims, error) {
+	c, err := a.verifySigned(tok)
+	if err != nil {
+		return nil, err
+	}
+	if !hasAudience(c, refreshAudience) {
+		return nil, errors.New("the token is not a refresh token")
+	}
+	return c, nil
+}
+
+func hasAudience(c *Claims, aud string) bool {
+	for _, x := range c.AUD {
+		if x == aud {
+			return true
+		}
+	}
+	return false
+}
+
+// verifySigned checks a token's signature and expiry.
+func (a *tokenAuth) verifySigned(tok string) (*Claims, error) {
 	if len(tok) > maxTokenBytes {
 		return nil, errors.New("the token is too long")
 	}

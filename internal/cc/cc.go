@@ -18,8 +18,9 @@
 //     says and what the BBS holds (missing, stale and orphaned LRPs), then
 //     marks the cf-apps domain fresh for 120 s.
 //
-// Two listeners: the public API (bearer JWT on /v3 and /api/v1; GET / is
-// open) and the internal API (mutual TLS with the foundation CA: cells
+// Two listeners: the public API (bearer JWT on /v3 and /api/v1; GET /, the
+// UAA-style token endpoint POST /oauth/token and GET /login are open; see
+// uaa.go) and the internal API (mutual TLS with the foundation CA: cells
 // download packages and droplets and upload droplets there; the BBS posts
 // completed staging tasks there).
 //
@@ -47,6 +48,7 @@ import (
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/mbus"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Defaults of Config.
@@ -102,9 +104,19 @@ type Config struct {
 	GoCache string
 	// StagingTimeout bounds a staging task (default 15 min).
 	StagingTimeout time.Duration
-	Logger         *slog.Logger
+	// Trace records flow 1's route-mapped steps; nil records nothing.
+	Trace  trace.Emitter
+	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Users are who may log in with POST /oauth/token's password grant
+	// (user name → password; origin uaa), e.g. admin. None: nobody can
+	// (IssueToken still makes tokens).
+	Users map[string]string
+	// Clients are the client_credentials clients (client id → secret,
+	// which must not be empty). "cf", UAA's public client with an empty
+	// secret, is always there for the password and refresh_token grants.
+	Clients map[string]string
 }
 
 func (c *Config) setDefaults() error {
@@ -159,7 +171,7 @@ func (c *Config) setDefaults() error {
 	if err := validDomainName(c.SharedDomain); err != nil {
 		return fmt.Errorf("cc: shared domain %q: %v", c.SharedDomain, err)
 	}
-	return nil
+	return checkCredentials(c.Users, c.Clients)
 }
 
 // BBSClient is what the Cloud Controller asks of the BBS. *bbs.Client

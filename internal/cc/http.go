@@ -348,13 +348,16 @@ func effectContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), effectTimeout)
 }
 
-// APIHandler is the public API: GET / open, the rest behind a bearer token.
+// APIHandler is the public API: GET /, the token endpoint (uaa.go) and
+// GET /login open, the rest behind a bearer token.
 func (c *CC) APIHandler() http.Handler {
 	mux := http.NewServeMux()
 	open := func(p string, h handlerFunc) { mux.Handle(p, c.wrap(h, false)) }
 	auth := func(p string, h handlerFunc) { mux.Handle(p, c.wrap(h, true)) }
 
 	open("GET /{$}", c.getRoot)
+	open("POST /oauth/token", c.oauthToken)
+	open("GET /login", c.loginInfo)
 	open("/", func(w http.ResponseWriter, r *http.Request) error { return notFound("Unknown request") })
 
 	auth("GET /v3/organizations", c.listOrgs)

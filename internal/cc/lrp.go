@@ -14,6 +14,7 @@ import (
 
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/cc/ccapi"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // CC → Diego: the DesiredLRP of a process (AppRecipeBuilder), the updates
@@ -33,6 +34,7 @@ type effects struct {
 	apps   map[string]bool
 	remove []string
 	files  []string
+	traces []trace.Event // route-mapped steps (trace.go)
 }
 
 func newEffects() *effects { return &effects{apps: map[string]bool{}} }
@@ -51,6 +53,7 @@ func (c *CC) applyEffects(r *http.Request, fx *effects) {
 // from what the database now says. Errors are logged: the sync repairs
 // them, as CC's are.
 func (c *CC) runEffects(ctx context.Context, fx *effects) {
+	c.emitTraces(fx)
 	for _, f := range fx.files {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.log.Warn("cc-file-remove-failed", "file", f, "error", err.Error())

@@ -325,7 +325,7 @@ func testProcessStats(t *testing.T, e *env) {
 		routable bool
 		details  string
 	}{{"RUNNING", true, ""}, {"STARTING", false, "insufficient resources: memory"}, {"CRASHED", false, "APP/PROC/WEB: Exited with status 1"},
-		{"RUNNING", false, ""}, {"DOWN", false, ""}}
+		{"RUNNING", false, ""}, {"STARTING", false, ""}}
 	for i, w := range want {
 		details := ""
 		if s[i].Details != nil {

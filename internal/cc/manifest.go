@@ -673,6 +673,7 @@ func (c *CC) mapManifestRoute(tx *stx, a *appRec, host string, dom *domainRec, p
 		d.Protocol = protocol
 	}
 	fx.app(a.GUID)
+	c.traceMapped(tx, fx, rt, dom, d)
 	return insertRec(tx, tDestinations, d)
 }
 

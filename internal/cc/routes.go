@@ -589,6 +589,7 @@ func (c *CC) setDestinations(tx *stx, rt *routeRec, add []*destRec, replace bool
 			return nil, err
 		}
 		fx.app(d.AppGUID)
+		c.traceMapped(tx, fx, rt, nil, d)
 		final = append(final, d)
 	}
 	if replace {

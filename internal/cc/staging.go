@@ -71,6 +71,8 @@ const (
 	stagingDropletPath = "/tmp/droplet.tgz"
 	stagingResultPath  = "/tmp/result.json"
 	stagingLogSource   = "STG"
+	minStagingMemoryMB = 1024
+	minStagingDiskMB   = 4096
 	stagingPATH        = "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// maxTaskCallbackBody bounds a completed Task posted to the callback.
 	maxTaskCallbackBody = 256 << 10
@@ -106,6 +108,10 @@ func (c *CC) stagingTask(b *buildRec, a *appRec, web *processRec) *bbs.TaskDefin
 		}
 		mem, disk = web.MemoryMB, web.DiskMB
 	}
+	// Staging compiles: like CC (staging.minimum_staging_memory_mb and
+	// minimum_staging_disk_mb), it gets at least 1 GiB and 4 GiB whatever
+	// the app itself needs, or a cold `go build` is killed by its cgroup.
+	mem, disk = max(mem, minStagingMemoryMB), max(disk, minStagingDiskMB)
 	var env []bbs.EnvironmentVariable
 	for _, k := range sortedKeys(a.Env) {
 		env = append(env, bbs.EnvironmentVariable{Name: k, Value: a.Env[k]})

@@ -57,8 +57,8 @@ func testStaging(t *testing.T, e *env) {
 				{Name: "GOCACHE", Value: st + "/staging/gocache"}, {Name: "GOMODCACHE", Value: st + "/staging/gomodcache"},
 				{Name: "GOPROXY", Value: "off"}, {Name: "GOFLAGS", Value: "-mod=mod"}, {Name: "CGO_ENABLED", Value: "0"},
 				{Name: "GOTOOLCHAIN", Value: "local"}, {Name: "PATH", Value: "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}},
-		MemoryMB:              1024,
-		DiskMB:                1024,
+		MemoryMB:              1024, // CC's minimum_staging_memory_mb, whatever the app asks
+		DiskMB:                4096, // minimum_staging_disk_mb
 		Upload:                &bbs.UploadAction{From: "/tmp/droplet.tgz", To: testInternalURL + "/internal/v4/droplets/" + droplet + "/upload"},
 		ResultFile:            "/tmp/result.json",
 		CompletionCallbackURL: testInternalURL + "/internal/v4/tasks/" + b.GUID + "/completed",

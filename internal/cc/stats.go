@@ -10,9 +10,12 @@ import (
 
 // Process stats come from the BBS's ActualLRPs of the process's LRP, as
 // CC's instances reporter reads them: UNCLAIMED and CLAIMED are STARTING,
-// RUNNING is RUNNING (routable as the ActualLRP says), CRASHED is CRASHED,
-// and an index with no ActualLRP is DOWN. A stopped app's instances are all
-// DOWN (an empty list would tell the cf CLI the app has started).
+// RUNNING is RUNNING (routable as the ActualLRP says), CRASHED is CRASHED.
+// A started app's index with no ActualLRP yet is STARTING (CC says DOWN,
+// but its BBS never lacks one for long; minicf's sync may take a moment),
+// so a started app is STARTING until the BBS says RUNNING. A stopped
+// app's instances are all DOWN (an empty list would tell the cf CLI the
+// app has started).
 
 const fdsQuota = 16384
 
@@ -77,6 +80,10 @@ func (c *CC) stats(ctx context.Context, v processView) ([]ccapi.ProcessStat, err
 		s := c.baseStat(p, i)
 		a := byIndex[i]
 		if a == nil {
+			// Started, but the BBS has no instance for the index yet
+			// (the LRP is being desired, or the sync will desire it):
+			// STARTING, so the cf CLI waits for it.
+			s.State = ccapi.InstanceStarting
 			out = append(out, s)
 			continue
 		}

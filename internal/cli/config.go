@@ -33,6 +33,9 @@ type Config struct {
 	// LogCache is log-cache's base URL; empty means the API URL (minicf's
 	// Cloud Controller serves log-cache's read endpoint). Optional.
 	LogCache string `json:"log_cache,omitempty"`
+	// Trace is the trace API's URL (minicf trace), e.g.
+	// http://127.0.0.1:8083. Optional.
+	Trace string `json:"trace,omitempty"`
 }
 
 // DefaultHome is $MINICF_HOME, else ~/.minicf.

@@ -155,6 +155,10 @@ func PrintInfo(w io.Writer, info foundation.Info) {
 
 `, info.API, info.Home, info.Router, info.RouterStatus, info.Domain, info.Domain, portOf(info.Router),
 		info.NATSURL, info.NATSUser, info.NATSPassword, info.Mode, info.Cells)
+	fmt.Fprintf(w, "  cf CLI:     cf api %s && cf auth %s %s   (kept in %s/%s)\n\n", info.API, info.AdminUser, info.AdminPassword, info.Home, foundation.AdminPasswordFile)
+	if info.Trace != "" {
+		fmt.Fprintf(w, "  trace:      %s   (minicf trace ROUTE; API: /api/events?route=ROUTE, /api/stream, /api/state)\n\n", info.Trace)
+	}
 }
 
 func portOf(addr string) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/mbus"
 	"github.com/minicf/minicf/internal/rep"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // CellConfig describes one Diego cell: Garden (process or namespace mode)
@@ -45,7 +46,9 @@ type CellConfig struct {
 	ServerTLS *tls.Config
 	ClientTLS *tls.Config
 	AppLogs   func(mbus.AppLog)
-	Logger    *slog.Logger
+	// GardenTrace and RepTrace record flow 1's steps (nil: none).
+	GardenTrace, RepTrace trace.Emitter
+	Logger                *slog.Logger
 }
 
 // Cell is a running cell, a supervisor component.
@@ -85,7 +88,7 @@ func (c *Cell) Start(ctx context.Context) error {
 		log.Info("cell-network-ready", "cell_ns", cfg.Network.CellNS(cfg.Index), "cell_ip", cellIP.String(),
 			"bridge", cfg.Network.BridgeName(), "subnet", cfg.Network.CellSubnet(cfg.Index).String())
 		c.garden, err = garden.NewNamespaceGarden(garden.NamespaceConfig{Root: cfg.Root, Network: cfg.Network, Cell: cfg.Index,
-			PortRangeStart: cfg.PortRangeStart, HTTPClient: downloadClient(cfg.ClientTLS), Logger: log})
+			PortRangeStart: cfg.PortRangeStart, HTTPClient: downloadClient(cfg.ClientTLS), Trace: cfg.GardenTrace, Logger: log})
 		if err != nil {
 			return errors.Join(err, c.teardown())
 		}
@@ -98,7 +101,7 @@ func (c *Cell) Start(ctx context.Context) error {
 		}()
 	} else {
 		c.garden, err = garden.NewProcessGarden(garden.ProcessConfig{Root: cfg.Root, PortRangeStart: cfg.PortRangeStart,
-			HTTPClient: downloadClient(cfg.ClientTLS), Logger: log})
+			HTTPClient: downloadClient(cfg.ClientTLS), Trace: cfg.GardenTrace, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -108,7 +111,7 @@ func (c *Cell) Start(ctx context.Context) error {
 		CellID: cfg.ID, Zone: cfg.Zone, Listen: cfg.Listen, Capacity: cfg.Capacity,
 		HeartbeatInterval: cfg.HeartbeatInterval, PollInterval: cfg.PollInterval,
 		GracePeriod: cfg.GracePeriod, ProxyReloadWait: cfg.ProxyReloadWait,
-		RouteIntegrity: &ri, AppLogs: cfg.AppLogs, ClientTLS: cfg.ClientTLS, Logger: log,
+		RouteIntegrity: &ri, AppLogs: cfg.AppLogs, ClientTLS: cfg.ClientTLS, Trace: cfg.RepTrace, Logger: log,
 	}, cfg.BBS, c.garden, cfg.CA, cfg.ServerTLS)
 	if err != nil {
 		return errors.Join(err, c.stopNetwork())

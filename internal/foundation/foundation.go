@@ -36,6 +36,7 @@ import (
 	"github.com/minicf/minicf/internal/routeemitter"
 	"github.com/minicf/minicf/internal/router"
 	"github.com/minicf/minicf/internal/supervisor"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Config is the foundation's shape. Zero values take the defaults of
@@ -50,6 +51,9 @@ type Config struct {
 	Domain         string // the shared app domain
 
 	NATSListen, BBSListen, AuctioneerListen, CCListen, CCInternalListen, RouterListen, RouterStatus string
+	// TraceListen is the trace API's address (default 127.0.0.1:8083);
+	// TraceOff records no trace and serves no API.
+	TraceListen string
 
 	// Timers, shortened by tests; zero values take Cloud Foundry's.
 	ConvergeInterval, CellHeartbeat, GracePeriod, ProxyReloadWait, CCSyncInterval time.Duration
@@ -80,12 +84,17 @@ func (c *Config) defaults() error {
 	def(&c.CCInternalListen, "127.0.0.1:9023")
 	def(&c.RouterListen, "127.0.0.1:8081")
 	def(&c.RouterStatus, "127.0.0.1:8082")
+	def(&c.TraceListen, trace.DefaultListen)
 	if c.Cells <= 0 {
 		c.Cells = 2
 	}
 	// A port 0 is resolved to a free port now: the components need each
 	// other's addresses before they start (the BBS its auctioneer's).
-	for _, p := range []*string{&c.NATSListen, &c.BBSListen, &c.AuctioneerListen, &c.CCListen, &c.CCInternalListen, &c.RouterListen, &c.RouterStatus} {
+	listeners := []*string{&c.NATSListen, &c.BBSListen, &c.AuctioneerListen, &c.CCListen, &c.CCInternalListen, &c.RouterListen, &c.RouterStatus}
+	if c.TraceListen != TraceOff {
+		listeners = append(listeners, &c.TraceListen)
+	}
+	for _, p := range listeners {
 		addr, err := resolvePort(*p)
 		if err != nil {
 			return err
@@ -106,7 +115,23 @@ func (c *Config) defaults() error {
 type Info struct {
 	API, Router, RouterStatus, Domain, NATSURL, NATSUser, NATSPassword, Mode, Home string
 	Cells                                                                          []string
+	// Trace is the trace API's URL ("" when tracing is off).
+	Trace string
+	// AdminUser logs in with AdminPassword (cf auth admin PASSWORD); the
+	// client AdminClient with AdminClientSecret (cf auth ... --client-credentials).
+	// Both are generated once and kept in Home (AdminPasswordFile,
+	// AdminClientSecretFile, 0600).
+	AdminUser, AdminPassword, AdminClient, AdminClientSecret string
 }
+
+// The admin user and client of the token endpoint, and the files under
+// Home that keep their generated secrets.
+const (
+	AdminUser             = "admin"
+	AdminClient           = "minicf-admin"
+	AdminPasswordFile     = "admin-password"
+	AdminClientSecretFile = "admin-client-secret"
+)
 
 // Foundation is the running foundation.
 type Foundation struct {
@@ -126,6 +151,7 @@ type Foundation struct {
 	router   *router.Router
 	cells    []*Cell
 	network  *garden.Network
+	trace    *tracing // nil when tracing is off (trace.go)
 }
 
 // New prepares a foundation; Start runs it.
@@ -173,6 +199,10 @@ func (f *Foundation) Start(ctx context.Context, progress func(string)) error {
 		return err
 	}
 	bbsURL := "https://" + cfg.BBSListen
+	if f.tracingOn() {
+		f.trace = &tracing{recorder: trace.NewRecorder(0)}
+		f.trace.emitters = trace.NewNATS(&f.trace.bus, 0)
+	}
 	f.group = supervisor.New(f.log,
 		supervisor.Func("nats", f.startNATS, f.stopNATS),
 		supervisor.Func("bbs", func(ctx context.Context) error { return f.startBBS(ctx, bbsServerTLS, bbsClientTLS) }, f.stopBBS),
@@ -180,7 +210,7 @@ func (f *Foundation) Start(ctx context.Context, progress func(string)) error {
 	)
 	var auc *auctioneer.Auctioneer
 	f.group.Add(supervisor.Func("auctioneer", func(ctx context.Context) error {
-		a, err := auctioneer.New(auctioneer.Config{Listen: cfg.AuctioneerListen, Logger: f.log.With("component", "auctioneer")},
+		a, err := auctioneer.New(auctioneer.Config{Listen: cfg.AuctioneerListen, Trace: f.tracer("auctioneer"), Logger: f.log.With("component", "auctioneer")},
 			bbs.NewClient(bbsURL, aucClientTLS), rep.NewClient(aucClientTLS), aucServerTLS)
 		if err != nil {
 			return err
@@ -214,6 +244,9 @@ func (f *Foundation) Start(ctx context.Context, progress func(string)) error {
 		f.group.Add(f.emitter(cell.cfg.ID, bbsURL))
 	}
 	f.group.Add(supervisor.Func("router", f.startRouter, f.stopRouter))
+	if f.trace != nil {
+		f.group.Add(f.traceAPI())
+	}
 	f.group.Add(supervisor.Func("route propagation probe", f.probe, nil))
 	if err := f.group.Start(ctx, func(name string, took time.Duration) {
 		if progress != nil {
@@ -275,10 +308,11 @@ func (f *Foundation) startNATS(context.Context) error {
 		return err
 	}
 	f.info.NATSURL, f.info.NATSUser, f.info.NATSPassword = f.nats.URL(), "nats", f.natsPass
-	return nil
+	return f.connectTrace()
 }
 
 func (f *Foundation) stopNATS(context.Context) error {
+	f.disconnectTrace()
 	for _, b := range f.buses {
 		b.Close()
 	}
@@ -295,7 +329,7 @@ func (f *Foundation) startBBS(ctx context.Context, serverTLS, clientTLS *tls.Con
 	if err != nil {
 		return err
 	}
-	f.bbsSvc = bbs.NewService(bbs.Config{ConvergeInterval: f.cfg.ConvergeInterval, TaskCallbackTLS: clientTLS, Logger: f.log.With("component", "bbs")},
+	f.bbsSvc = bbs.NewService(bbs.Config{ConvergeInterval: f.cfg.ConvergeInterval, TaskCallbackTLS: clientTLS, Trace: f.tracer("bbs"), Logger: f.log.With("component", "bbs")},
 		f.store, auctioneer.NewClient("https://"+f.cfg.AuctioneerListen, clientTLS), rep.NewClient(clientTLS))
 	f.bbsSrv = bbs.NewServer(bbs.ServerConfig{Listen: f.cfg.BBSListen, TLS: serverTLS, Logger: f.log.With("component", "bbs")}, f.bbsSvc)
 	f.bbsSvc.Start()
@@ -334,10 +368,21 @@ func (f *Foundation) startCC(ctx context.Context, bbsURL string) error {
 	if err != nil {
 		return err
 	}
+	adminPassword, err := secret(filepath.Join(f.cfg.Home, AdminPasswordFile))
+	if err != nil {
+		return err
+	}
+	clientSecret, err := secret(filepath.Join(f.cfg.Home, AdminClientSecretFile))
+	if err != nil {
+		return err
+	}
+	f.info.AdminUser, f.info.AdminPassword = AdminUser, adminPassword
+	f.info.AdminClient, f.info.AdminClientSecret = AdminClient, clientSecret
 	f.cc, err = cc.New(cc.Config{Listen: f.cfg.CCListen, InternalListen: f.cfg.CCInternalListen, StateDir: filepath.Join(f.cfg.Home, "cc"),
-		SharedDomain: f.cfg.Domain, SyncInterval: f.cfg.CCSyncInterval, DefaultAppMemoryMB: 256, DefaultAppDiskMB: 1024,
+		SharedDomain: f.cfg.Domain, SyncInterval: f.cfg.CCSyncInterval, DefaultAppMemoryMB: 256, DefaultAppDiskMB: 1024, Trace: f.tracer("cc"),
 		GoCache: hostGoCache(),
-		Logger:  f.log.With("component", "cc")},
+		Users:   map[string]string{AdminUser: adminPassword}, Clients: map[string]string{AdminClient: clientSecret},
+		Logger: f.log.With("component", "cc")},
 		bbs.NewClient(bbsURL, clientTLS), bus, f.ca)
 	if err != nil {
 		return err
@@ -369,6 +414,7 @@ func (f *Foundation) newCell(i int, bbsURL string) (*Cell, error) {
 		Capacity:       bbs.CellCapacity{MemoryMB: 8192, DiskMB: 32768, Containers: 100},
 		RouteIntegrity: *f.cfg.RouteIntegrity, HeartbeatInterval: f.cfg.CellHeartbeat, GracePeriod: f.cfg.GracePeriod,
 		ProxyReloadWait: f.cfg.ProxyReloadWait, StopInstances: true, Quiet: true,
+		GardenTrace: f.tracer("garden"), RepTrace: f.tracer("rep"),
 		BBS: bbs.NewClient(bbsURL, clientTLS), CA: f.ca, ServerTLS: serverTLS, ClientTLS: clientTLS,
 		Logger: f.log.With("component", "rep", "cell_id", id),
 	}
@@ -403,7 +449,7 @@ func (f *Foundation) emitter(cellID, bbsURL string) supervisor.Component {
 		if err != nil {
 			return err
 		}
-		e, err = routeemitter.New(routeemitter.Config{CellID: cellID, Bus: bus, BBS: bbs.NewClient(bbsURL, clientTLS),
+		e, err = routeemitter.New(routeemitter.Config{CellID: cellID, Bus: bus, BBS: bbs.NewClient(bbsURL, clientTLS), Trace: f.tracer("route-emitter"),
 			Logger: f.log.With("component", "route-emitter", "cell_id", cellID)})
 		if err != nil {
 			return err
@@ -432,7 +478,7 @@ func (f *Foundation) startRouter(ctx context.Context) error {
 	}
 	f.router, err = router.New(bus, router.Options{Config: rc, BackendTLS: backendTLS, AccessLog: f.cfg.AccessLog,
 		AppLogs: func(app string, batch []byte) { bus.Publish(mbus.SubjectAppLogsPrefix+app, batch) },
-		Dropped: bus.Dropped, Logger: f.log.With("component", "router")})
+		Dropped: bus.Dropped, Trace: f.tracer("router"), Logger: f.log.With("component", "router")})
 	if err != nil {
 		return err
 	}
@@ -504,7 +550,7 @@ func (f *Foundation) writeCLIConfig(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := &cli.Config{API: f.cc.URL(), AccessToken: token, Router: f.router.Addr()}
+	cfg := &cli.Config{API: f.cc.URL(), AccessToken: token, Router: f.router.Addr(), Trace: f.info.Trace}
 	get := func(path string, v any) error {
 		req, _ := http.NewRequestWithContext(ctx, "GET", f.cc.URL()+path, nil)
 		req.Header.Set("Authorization", "bearer "+token)

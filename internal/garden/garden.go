@@ -42,6 +42,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Defaults of ProcessConfig.
@@ -135,7 +137,10 @@ type ProcessConfig struct {
 	// AdoptPollInterval is how often Wait of an adopted process checks that
 	// it is still alive (default 100ms).
 	AdoptPollInterval time.Duration
-	Logger            *slog.Logger
+	// Trace records flow 1's container-created and DNAT steps of LRP
+	// containers; nil records nothing.
+	Trace  trace.Emitter
+	Logger *slog.Logger
 }
 
 // ErrNotFound is returned (wrapped) for a handle with no container.
@@ -479,6 +484,10 @@ func (g *Garden) Create(ctx context.Context, spec ContainerSpec) (info Container
 	info = g.info(m)
 	g.log.Info("container-created", "handle", h, "dir", dir, "mapped_ports", portsAttr(info.MappedPorts),
 		"duration", time.Since(start).String())
+	if g.ns == nil {
+		g.traceCreated(m)
+		g.traceNoDNAT(m)
+	}
 	return info, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/minicf/minicf/internal/netin"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Namespace mode: a container is, besides its directory (as in process
@@ -73,6 +74,7 @@ type NamespaceConfig struct {
 	MaxSourceBytes    int64
 	HTTPClient        *http.Client
 	AdoptPollInterval time.Duration
+	Trace             trace.Emitter // see ProcessConfig.Trace
 	Logger            *slog.Logger
 }
 
@@ -110,7 +112,7 @@ func NewNamespaceGarden(cfg NamespaceConfig) (*Garden, error) {
 		return nil, fmt.Errorf("garden: %w", err)
 	}
 	g, err := openGarden(ProcessConfig{Root: cfg.Root, PortRangeStart: cfg.PortRangeStart, PortRangeEnd: cfg.PortRangeEnd,
-		MaxSourceBytes: cfg.MaxSourceBytes, HTTPClient: cfg.HTTPClient, AdoptPollInterval: cfg.AdoptPollInterval, Logger: cfg.Logger})
+		MaxSourceBytes: cfg.MaxSourceBytes, HTTPClient: cfg.HTTPClient, AdoptPollInterval: cfg.AdoptPollInterval, Trace: cfg.Trace, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -286,6 +288,7 @@ func (g *Garden) createNetwork(ctx context.Context, m *metadata, spec ContainerS
 	if err := st.net.addContainer(ctx, st.cell, h, ip); err != nil {
 		return fmt.Errorf("garden: container %s: %w", h, err)
 	}
+	g.traceCreated(m)
 	if st.cg != nil {
 		if _, err := st.cg.create(st.net.Prefix, h, m.MemoryMB); err != nil {
 			return fmt.Errorf("garden: container %s: %w", h, err)
@@ -295,6 +298,7 @@ func (g *Garden) createNetwork(ctx context.Context, m *metadata, spec ContainerS
 		if err := st.netin.Add(ctx, st.netinContainer(m)); err != nil {
 			return fmt.Errorf("garden: container %s: %w", h, err)
 		}
+		g.traceDNAT(m, st.netinContainer(m))
 	}
 	return nil
 }

@@ -189,6 +189,18 @@ func dnatRule(chain, cellIP string, m Mapping) string {
 // jumpRule is the container's PREROUTING jump, as iptables-save prints it.
 func jumpRule(chain string) string { return "-A PREROUTING -j " + chain }
 
+// Rules are c's rules as `iptables -t nat -S` (and iptables-save) print
+// them: the PREROUTING jump, then one DNAT rule per mapping. cellIP and c
+// must be valid (as Add checks them).
+func Rules(cellIP string, c Container) []string {
+	chain := ChainName(c.Handle)
+	out := []string{jumpRule(chain)}
+	for _, m := range c.Mappings {
+		out = append(out, dnatRule(chain, cellIP, m))
+	}
+	return out
+}
+
 // Render returns the iptables-restore input (nat table only, meant for
 // --noflush) that makes the cell's netin state equal to desired, given the
 // current `iptables-save -t nat` text. It declares (and so flushes and

@@ -505,6 +505,7 @@ func (r *Rep) monitor(in *instance, c *lrpContainer, d *bbs.DesiredLRP, log *slo
 	renew := time.NewTimer(r.renewIn(c))
 	defer renew.Stop()
 	startedAt := time.Now()
+	envoyTraced := !starting
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -523,6 +524,9 @@ func (r *Rep) monitor(in *instance, c *lrpContainer, d *bbs.DesiredLRP, log *slo
 			r.destroy(in, log, c.logGUID)
 			return
 		case <-healthC:
+			if !envoyTraced {
+				envoyTraced = r.traceEnvoy(in, c)
+			}
 			if err := runChecks(r.ctx, c.info.ContainerIP, checks); err != nil {
 				if time.Now().After(deadline) {
 					r.crash(in, log, c.logGUID, fmt.Sprintf("Instance never healthy after %v: %v", timeout, err))
@@ -534,6 +538,9 @@ func (r *Rep) monitor(in *instance, c *lrpContainer, d *bbs.DesiredLRP, log *slo
 			}
 			health.Stop()
 			healthC = nil
+			if !envoyTraced { // it came up between its probe and the checks
+				envoyTraced = r.traceEnvoy(in, c)
+			}
 			ctx, cancel := r.bbsCtx()
 			err := r.bbs.StartActualLRP(ctx, in.key, in.ik, c.ni, true)
 			cancel()

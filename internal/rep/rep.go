@@ -58,6 +58,7 @@ import (
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/mbus"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // BBSClient is what the rep needs from the BBS.
@@ -166,7 +167,9 @@ type Config struct {
 	// cell's messages about the instance (source CELL), as Loggregator
 	// would. It must not block for long.
 	AppLogs func(mbus.AppLog)
-	Logger  *slog.Logger
+	// Trace records flow 1's envoy-listening steps; nil records nothing.
+	Trace  trace.Emitter
+	Logger *slog.Logger
 }
 
 func (c *Config) routeIntegrity() bool { return c.RouteIntegrity == nil || *c.RouteIntegrity }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/mbus"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // BBSClient is what the emitter needs from the BBS; *bbs.Client has it.
@@ -82,6 +83,8 @@ type Config struct {
 	// Metrics is where the emitter registers its series; nil makes its own
 	// registry (see Emitter.Metrics).
 	Metrics *prometheus.Registry
+	// Trace records flow 1's route-registered steps; nil records nothing.
+	Trace trace.Emitter
 }
 
 // Emitter is the route-emitter: it keeps the routing table equal to the
@@ -523,6 +526,9 @@ func keyOf(m *mbus.RegistryMessage) regKey { return regKey{uri: firstURI(m), add
 
 func (e *Emitter) send(subject string, m *mbus.RegistryMessage, reason string) {
 	data, err := json.Marshal(m)
+	// Stamped before publishing: the router may add the route before this
+	// goroutine runs again, and its step must not come first.
+	published := time.Now()
 	if err == nil {
 		err = e.cfg.Bus.Publish(subject, data)
 	}
@@ -534,6 +540,7 @@ func (e *Emitter) send(subject string, m *mbus.RegistryMessage, reason string) {
 	register := subject == mbus.SubjectRegister
 	if register {
 		e.m.registrations.WithLabelValues(reason).Inc()
+		e.traceRegistered(m, data, reason, published)
 	} else {
 		e.m.unregistrations.WithLabelValues(reason).Inc()
 	}

@@ -30,6 +30,9 @@ type Endpoint struct {
 	failedAt atomic.Int64 // unix ns of the last failure that makes it ineligible for a while
 	inflight atomic.Int64 // requests in progress, for least-connection
 	backend  atomic.Pointer[backendConns]
+	// traceFirst is set while the endpoint, added since tracing began,
+	// has had no request.
+	traceFirst atomic.Bool
 }
 
 func newEndpoint(m *mbus.RegistryMessage, defaultStale time.Duration, now time.Time) *Endpoint {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // ProxyConfig holds the proxy's knobs; zero values take gorouter's defaults.
@@ -64,6 +66,7 @@ type Proxy struct {
 	access  *AccessLog
 	log     *slog.Logger
 	now     func() time.Time
+	trace   trace.Emitter
 }
 
 // maxBufferedBody is the largest request body kept in memory so that a retry
@@ -266,6 +269,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 	p.stickyResponse(h, e, sticky, pool)
 	st.status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
+	p.traceFirst(pool, e, r, st)
 
 	bufp := copyBufs.Get().(*[]byte)
 	n, readErr, writeErr := copyBody(w, resp.Body, *bufp, resp.ContentLength < 0)

@@ -27,6 +27,9 @@ type Registry struct {
 
 	defaultStale time.Duration
 	defaultLB    string
+	// onAdd, when set, hears of each endpoint new to a pool, or replacing
+	// one of another instance at the same address (tracing).
+	onAdd func(*Pool, *Endpoint)
 }
 
 // NewRegistry builds an empty table. defaultStale is droplet_stale_threshold;
@@ -68,7 +71,10 @@ func (r *Registry) Register(m *mbus.RegistryMessage, now time.Time) RegisterResu
 			n.pool = newPool(key, r.defaultLB)
 			r.pools++
 		}
-		out, _ := n.pool.put(e, lb)
+		out, old := n.pool.put(e, lb)
+		if r.onAdd != nil && (out == putAdded || out == putUpdated && old != nil && old.PrivateInstanceID != e.PrivateInstanceID) {
+			r.onAdd(n.pool, e)
+		}
 		switch out {
 		case putAdded:
 			res.Added++

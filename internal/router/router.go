@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/minicf/minicf/internal/mbus"
+	"github.com/minicf/minicf/internal/trace"
 )
 
 // Bus is what the router needs from NATS.
@@ -45,6 +46,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now. Tests of pruning pass their own.
 	Now func() time.Time
+	// Trace records flow 1's route-added and first-request steps; nil
+	// records nothing.
+	Trace trace.Emitter
 }
 
 // Router is the GoRouter component: construct with New, then Start, Drain
@@ -120,8 +124,12 @@ func New(bus Bus, o Options) (*Router, error) {
 		access:  r.access,
 		log:     o.Logger,
 		now:     o.Now,
+		trace:   o.Trace,
 	}
 	r.proxy.cfg.defaults()
+	if trace.Enabled(o.Trace) {
+		reg.onAdd = r.traceAdded
+	}
 	return r, nil
 }
 

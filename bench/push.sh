@@ -1,0 +1,690 @@
+#!/usr/bin/env bash
+# bench/push.sh: issue 6's benchmark. Runs `minicf up` (the whole foundation
+# in one process) in a temp MINICF_HOME on free ports, pushes examples/hello
+# once to warm the Go build cache, then, REPEAT times:
+#   (a) `minicf push benchN -p examples/hello`: the push's wall time, and the
+#       time from the push returning (and from its start) to the first 200
+#       through the router;
+#   (b) `minicf map-route benchN apps.localhost --hostname mN` to the first
+#       200 on mN.apps.localhost, from the command's start and its return;
+#   (c) `minicf unmap-route ...` to the first 404, likewise;
+#   then `minicf delete benchN -f -r`, waiting for its instance to be gone.
+# Prints a table per round, where the push's time goes (upload, staging,
+# starting, route), and p50/p90/max per measure against the goals:
+#   push start → first 200             < 3 s (after the first build)
+#   map-route → first 200              < 250 ms
+#   unmap-route → first 404            < 250 ms
+# and writes it all to bench/results/push-<date>-<hostname>.txt.
+#
+# Usage: bench/push.sh
+# Environment:
+#   REPEAT        measured rounds                                  (default 10)
+#   MODE          process or namespace (default: namespace when root and ip and
+#                 iptables are there, else process)
+#   POLL          sleep between two router probes, seconds          (default 0.005)
+#   ROUTE_TIMEOUT seconds to wait for a 200 / 404 through the router (default 30)
+#   READY_TIMEOUT seconds to wait for `minicf up` to be ready        (default 120)
+#   APP_DIR       the app to push                                  (default examples/hello)
+#   COLD_CACHE=1  stage with an empty Go build cache (GOCACHE=<tmp>/gocache for
+#                 minicf up), so the warm-up is a real first build; by default
+#                 staging uses the host's GOCACHE, already warm where minicf was built.
+#                 In namespace mode add PUSH_ARGS="-m 1G": the staging Task gets the
+#                 app's memory limit (256M by default) and a cold `go build` is
+#                 OOM-killed in that memory cgroup
+#   PUSH_ARGS     extra flags for every push, e.g. "-m 1G"            (default none)
+#   TRACE=off     run minicf up with --trace off (where the binary has the flag;
+#                 default: the trace API on a free port)
+#   RESULTS_FILE  where to write the results (default bench/results/push-<date>-<host>.txt)
+#   KEEP_TMP=1    keep the temp dir (MINICF_HOME, logs, push outputs)
+#   MINICF_BIN    use this prebuilt minicf binary instead of building bin/minicf
+#
+# Percentiles are nearest-rank (p90 of 10 values is the 9th smallest). A
+# probe is one curl (a fork and a TCP connection) plus POLL, 15-40 ms on a
+# busy 2-core machine (measured and printed at the end),
+# so every "→ first 200/404" time is an upper bound with that resolution;
+# the "probes" columns say how many curls it took (1 = already there).
+# Times of the push's phases come from the CLI's own output lines (stamped
+# as they arrive), the staging log (`minicf logs --recent`, 10 ms
+# resolution) and the BBS (`cfdot actual-lrps`: the instance's RUNNING since).
+#
+# Every PID it starts is recorded and killed on exit; in namespace mode the
+# foundation's namespaces and links (its own --prefix) are removed with
+# `minicf down` at the end.
+set -euo pipefail
+export LC_ALL=C # $EPOCHREALTIME with a '.'
+
+REPEAT=${REPEAT:-10}
+POLL=${POLL:-0.005}
+ROUTE_TIMEOUT=${ROUTE_TIMEOUT:-30}
+READY_TIMEOUT=${READY_TIMEOUT:-120}
+DOMAIN=apps.localhost
+PUSH_GOAL_MS=3000
+ROUTE_GOAL_MS=250
+
+export PATH="/usr/local/go/bin:$PATH"
+
+die() { echo "push.sh: $*" >&2; exit 1; }
+log() { echo "==> $*" >&2; }
+
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
+}
+need curl "apt-get install curl"
+need python3 "apt-get install python3"
+need go "install Go (expected at /usr/local/go)"
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer, got '$REPEAT'"
+[[ $ROUTE_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "ROUTE_TIMEOUT must be a positive integer (seconds), got '$ROUTE_TIMEOUT'"
+[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "READY_TIMEOUT must be a positive integer (seconds), got '$READY_TIMEOUT'"
+[[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "POLL must be a number of seconds, got '$POLL'"
+[[ -n ${EPOCHREALTIME:-} ]] || die "bash 5 or later is needed (\$EPOCHREALTIME)"
+
+ns_ok() {
+	[[ $(id -u) == 0 ]] || return 1
+	local t
+	for t in ip iptables iptables-restore iptables-save; do
+		command -v "$t" >/dev/null 2>&1 || return 1
+	done
+}
+if [[ -z ${MODE:-} ]]; then
+	if ns_ok; then MODE=namespace; else MODE=process; fi
+fi
+case $MODE in
+process) ;;
+namespace) ns_ok || die "MODE=namespace needs root, ip and iptables (apt-get install iproute2 iptables); use MODE=process" ;;
+*) die "MODE must be process or namespace, got '$MODE'" ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+APP_DIR=${APP_DIR:-$ROOT/examples/hello}
+[[ -d $APP_DIR ]] || die "APP_DIR=$APP_DIR is not a directory"
+APP_DIR=$(cd "$APP_DIR" && pwd)
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+HOST=$(hostname -s 2>/dev/null || hostname)
+RESULTS_FILE=${RESULTS_FILE:-$ROOT/bench/results/push-$STAMP-$HOST.txt}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/minicf-push.XXXXXX")
+MCF_HOME=$TMP/home
+REPORT=$TMP/report.txt
+PIDS=()   # every PID we started, in start order
+NAMES=()  # matching human-readable names
+PREFIX=   # namespace mode: the foundation's name prefix, once chosen
+MINICF=
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - INT TERM
+	local i pid
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${PIDS[i]}" 2>/dev/null
+	done
+	# minicf up stops its instances (each with its grace period) first: give it a minute.
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		pid=${PIDS[i]}
+		for _ in $(seq 600); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "push.sh: ${NAMES[i]} (pid $pid) did not stop within 60s of SIGTERM, sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		wait "$pid" 2>/dev/null
+	done
+	# Anything still running from our MINICF_HOME was started by our
+	# foundation and outlived it: say so (it is a bug) and stop it.
+	local left
+	left=$(processes_under "$MCF_HOME")
+	if [[ -n $left ]]; then
+		echo "push.sh: WARNING: processes of the foundation outlived minicf up: $left" >&2
+		ps -o pid,ppid,etime,args -p "${left// /,}" >&2
+		kill -KILL $left 2>/dev/null
+	fi
+	if [[ -n $PREFIX && -n $MINICF ]]; then
+		local out
+		if ! out=$("$MINICF" down --prefix "$PREFIX" --home "$MCF_HOME" 2>&1); then
+			echo "push.sh: minicf down --prefix $PREFIX failed:" >&2
+			echo "$out" >&2
+		elif [[ $out =~ (killed|namespaces|cgroups): ]]; then
+			echo "push.sh: WARNING: minicf up left these behind (removed now by minicf down --prefix $PREFIX):" >&2
+			echo "$out" >&2
+		elif [[ $out != "nothing to remove" ]]; then
+			echo "push.sh: minicf down --prefix $PREFIX removed the foundation's $(echo "$out" | tr '\n' ' ')" >&2
+		fi
+	fi
+	if ((rc != 0)) && [[ -f $TMP/up.log ]]; then
+		echo "---- last lines of minicf up's log ($TMP/up.log) ----" >&2
+		tail -n 30 "$TMP/up.log" >&2
+	fi
+	if [[ ${KEEP_TMP:-0} == 1 ]]; then
+		echo "push.sh: kept $TMP (MINICF_HOME=$MCF_HOME)" >&2
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# processes_under DIR: PIDs (space-separated) whose command line names DIR.
+processes_under() {
+	local p out=() cmd
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+		cmd=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
+		[[ $cmd == *"$1"* ]] && out+=("$p")
+	done
+	echo "${out[*]}"
+}
+
+# start NAME CMD... : run CMD in the background with stdout+stderr in
+# $TMP/NAME.log and record its PID.
+start() {
+	local name=$1
+	shift
+	"$@" >"$TMP/$name.log" 2>&1 &
+	PIDS+=("$!")
+	NAMES+=("$name")
+	LAST_PID=$!
+}
+
+alive() { # alive PID NAME
+	kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited early; see the end of its log below"
+}
+
+# now: microseconds since the epoch, without a fork.
+now() { NOW=${EPOCHREALTIME/./}; }
+
+# ms FROM TO: TO-FROM (microseconds) in milliseconds with one decimal.
+ms() {
+	local d=$(($2 - $1)) s=
+	((d < 0)) && s=- && d=$((-d))
+	printf '%s%d.%d' "$s" $((d / 1000)) $((d % 1000 / 100))
+}
+
+# free_ports N: print N distinct free TCP ports on 127.0.0.1.
+free_ports() {
+	python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# free_ranges: the private /16s 10.240-254 (not 10.244, the default) that
+# overlap no route, address or DNS resolver of this host, shuffled.
+free_ranges() {
+	{
+		ip -4 -o route show table all
+		ip -4 -o addr show
+	} | python3 -c '
+import ipaddress, random, re, sys
+used = []
+for line in sys.stdin:
+    for tok in line.split():
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+(/\d+)?", tok):
+            try:
+                used.append(ipaddress.ip_network(tok, strict=False))
+            except ValueError:
+                pass
+for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
+    try:
+        for l in open(path):
+            f = l.split()
+            if len(f) >= 2 and f[0] == "nameserver" and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", f[1]):
+                used.append(ipaddress.ip_network(f[1] + "/32"))
+    except OSError:
+        pass
+free = []
+for b in range(240, 255):
+    if b == 244:
+        continue
+    n = ipaddress.ip_network("10.%d.0.0/16" % b)
+    if not any(n.overlaps(u) for u in used if u.prefixlen > 0):
+        free.append(str(n))
+random.shuffle(free)
+print(" ".join(free))
+'
+}
+
+# cli VERB ARGS...: the minicf CLI against our foundation.
+cli() { MINICF_HOME=$MCF_HOME "$MINICF" "$@"; }
+
+# stamp: prefix each line of stdin with the microsecond it arrived.
+stamp() {
+	local line
+	while IFS= read -r line; do
+		printf '%s %s\n' "${EPOCHREALTIME/./}" "$line"
+	done
+}
+
+# probe HOST: one GET / through the router; sets CODE (000 when no answer).
+probe() {
+	curl -s -o "$TMP/body" -w '%{http_code}' --max-time 2 -H "Host: $1" "$ROUTER_URL/" >"$TMP/code" 2>/dev/null || true
+	CODE=000
+	read -r CODE <"$TMP/code" || true
+}
+
+# wait_code HOST WANT: probe every POLL until HOST answers WANT; sets
+# AT (microseconds, when the answering curl returned) and PROBES.
+wait_code() {
+	local host=$1 want=$2 deadline
+	now
+	deadline=$((NOW + ROUTE_TIMEOUT * 1000000))
+	PROBES=0
+	while :; do
+		probe "$host"
+		now
+		AT=$NOW
+		PROBES=$((PROBES + 1))
+		[[ $CODE == "$want" ]] && return 0
+		((AT < deadline)) || die "$host did not answer $want through the router within ${ROUTE_TIMEOUT}s (last: $CODE $(head -c 200 "$TMP/body" 2>/dev/null | tr '\n' ' '))"
+		alive "$UP_PID" "minicf up"
+		sleep "$POLL"
+	done
+}
+
+# wait_gone APP_GUID_PREFIX: wait (60s at most) until the BBS has no actual
+# LRP left; sets GONE (microseconds).
+wait_gone() {
+	local deadline
+	now
+	deadline=$((NOW + 60000000))
+	while :; do
+		if [[ -z $(cli cfdot actual-lrps --bbs "$BBS_URL" 2>"$TMP/cfdot.err") ]]; then
+			now
+			GONE=$NOW
+			return 0
+		fi
+		now
+		((NOW < deadline)) || die "instances still in the BBS 60s after delete: $(cli cfdot actual-lrps --bbs "$BBS_URL" | head -c 400)"
+		sleep 0.05
+	done
+}
+
+# emit FMT ARGS...: print to stdout and to the report.
+emit() {
+	# shellcheck disable=SC2059
+	printf "$@" | tee -a "$REPORT"
+}
+
+# ---- build -----------------------------------------------------------------
+if [[ -n ${MINICF_BIN:-} ]]; then
+	[[ -x $MINICF_BIN ]] || die "MINICF_BIN=$MINICF_BIN is not an executable"
+	MINICF=$(cd "$(dirname "$MINICF_BIN")" && pwd)/$(basename "$MINICF_BIN")
+	log "using $MINICF"
+else
+	log "building bin/minicf"
+	mkdir -p bin
+	go build -o bin/minicf ./cmd/minicf || die "go build ./cmd/minicf failed"
+	MINICF=$ROOT/bin/minicf
+fi
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- minicf up ---------------------------------------------------------------
+# start_up [NS_ARGS...]: start minicf up on fresh free ports; returns 0 when
+# ready, 1 when it exited (its log says why), dies on a timeout.
+start_up() {
+	local ports extra=()
+	ports=$(free_ports 8) || die "python3 could not find free ports"
+	read -r ROUTER_PORT STATUS_PORT API_PORT API_INT_PORT NATS_PORT BBS_PORT AUC_PORT TRACE_PORT <<<"$ports"
+	# Newer binaries also serve a trace API (default 127.0.0.1:8083): move it too.
+	if "$MINICF" up --help 2>/dev/null | grep -q -- '--trace '; then
+		if [[ ${TRACE:-} == off ]]; then extra=(--trace off); else extra=(--trace "127.0.0.1:$TRACE_PORT"); fi
+	fi
+	ROUTER_URL=http://127.0.0.1:$ROUTER_PORT
+	BBS_URL=https://127.0.0.1:$BBS_PORT
+	local cmd=("$MINICF" up --home "$MCF_HOME" --mode "$MODE" --log-level warn
+		--router "127.0.0.1:$ROUTER_PORT" --router-status "127.0.0.1:$STATUS_PORT"
+		--api "127.0.0.1:$API_PORT" --api-internal "127.0.0.1:$API_INT_PORT"
+		--nats "127.0.0.1:$NATS_PORT" --bbs-listen "127.0.0.1:$BBS_PORT"
+		--auctioneer-listen "127.0.0.1:$AUC_PORT" ${extra[@]+"${extra[@]}"} "$@")
+	if [[ ${COLD_CACHE:-0} == 1 ]]; then
+		mkdir -p "$TMP/gocache"
+		cmd=(env GOCACHE="$TMP/gocache" "${cmd[@]}")
+	fi
+	UP_CMD="${cmd[*]}"
+	start up "${cmd[@]}"
+	UP_PID=$LAST_PID
+	local deadline=$((SECONDS + READY_TIMEOUT))
+	until grep -qs '^==> ready' "$TMP/up.log"; do
+		if ! kill -0 "$UP_PID" 2>/dev/null; then
+			wait "$UP_PID" 2>/dev/null || true
+			return 1
+		fi
+		((SECONDS < deadline)) || die "minicf up was not ready within ${READY_TIMEOUT}s"
+		sleep 0.1
+	done
+}
+
+NS_RANGE=
+if [[ $MODE == namespace ]]; then
+	# A prefix of our own (mcb + 4 hex digits) that nothing on the host uses yet.
+	for _ in $(seq 20); do
+		p=$(printf 'mcb%04x' $((RANDOM * 2 + RANDOM % 2)))
+		if ! ip link show "${p}0" >/dev/null 2>&1 && ! compgen -G "/run/netns/$p-*" >/dev/null; then
+			PREFIX=$p
+			break
+		fi
+	done
+	[[ -n $PREFIX ]] || die "found no unused namespace prefix mcbXXXX"
+	read -r -a RANGES <<<"$(free_ranges)"
+	((${#RANGES[@]} > 0)) || die "no free /16 among 10.240.0.0/16-10.254.0.0/16 on this host (see ip -4 route show table all)"
+	# Another foundation (a test) may claim the same range between our check
+	# and minicf up's: then up refuses it, and we try the next one.
+	ready=0
+	for r in "${RANGES[@]:0:3}"; do
+		log "starting minicf up (namespace mode, --prefix $PREFIX --network-range $r)"
+		if start_up --prefix "$PREFIX" --network-range "$r"; then
+			NS_RANGE=$r
+			ready=1
+			break
+		fi
+		grep -q 'clashes with' "$TMP/up.log" || die "minicf up exited before it was ready"
+		log "$r was taken meanwhile; trying another range"
+		cp "$TMP/up.log" "$TMP/up-$r.log" 2>/dev/null || true
+		"$MINICF" down --prefix "$PREFIX" --home "$MCF_HOME" >/dev/null 2>&1 || true
+	done
+	((ready)) || die "minicf up refused 3 ranges in a row"
+else
+	log "starting minicf up (process mode)"
+	start_up || die "minicf up exited before it was ready"
+fi
+log "foundation ready: router $ROUTER_URL, BBS $BBS_URL, MINICF_HOME=$MCF_HOME"
+
+# ---- one push, measured ------------------------------------------------------
+# reg_latency: "sum count" of the router's histogram of RUNNING (the
+# registration's endpoint_updated_at_ns) → endpoint in its table.
+reg_latency() {
+	curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/metrics" | awk '
+		$1 == "minicf_router_route_registration_latency_seconds_sum" { s = $2 }
+		$1 == "minicf_router_route_registration_latency_seconds_count" { c = $2 }
+		END { printf "%.9f %d\n", s + 0, c + 0 }'
+}
+
+# push_app APP: push, wait for the first 200, and gather the phases. Sets
+# P_T0 P_T1 P_200 P_PROBES and PH_* (milliseconds).
+push_app() {
+	local app=$1 rc=0 out=$TMP/push-$1.txt reg0 reg1
+	reg0=$(reg_latency)
+	now
+	P_T0=$NOW
+	# shellcheck disable=SC2086 # PUSH_ARGS is split on purpose
+	cli push "$app" -p "$APP_DIR" ${PUSH_ARGS:-} 2>&1 | stamp >"$out" || rc=$?
+	now
+	P_T1=$NOW
+	((rc == 0)) || { sed 's/^[0-9]* //' "$out" >&2; die "minicf push $app failed (exit $rc)"; }
+	wait_code "$app.$DOMAIN" 200
+	P_200=$AT
+	P_PROBES=$PROBES
+	grep -q "\"app\": *\"$app\"" "$TMP/body" || die "$app.$DOMAIN answered 200 but not as $app: $(head -c 300 "$TMP/body")"
+	reg1=$(reg_latency)
+	# Where the time went.
+	cli logs "$app" --recent >"$TMP/logs-$app.txt" 2>&1 || true
+	cli cfdot desired-lrps --bbs "$BBS_URL" >"$TMP/desired-$app.json" 2>/dev/null || true
+	cli cfdot actual-lrps --bbs "$BBS_URL" >"$TMP/actual-$app.json" 2>/dev/null || true
+	local phases
+	phases=$(python3 - "$app" "$out" "$TMP/logs-$app.txt" "$TMP/desired-$app.json" "$TMP/actual-$app.json" \
+		"$P_T0" "$P_T1" "$P_200" $reg0 $reg1 <<'EOF'
+import datetime, json, re, sys
+app, out, logs, desired, actual = sys.argv[1:6]
+t0, t1, t200 = (int(x) for x in sys.argv[6:9])
+s0, c0, s1, c1 = float(sys.argv[9]), int(sys.argv[10]), float(sys.argv[11]), int(sys.argv[12])
+table = "-" if c1 <= c0 else "%.1f" % ((s1 - s0) / (c1 - c0) * 1000)
+def first(pat):
+    for l in open(out):
+        ts, _, text = l.rstrip("\n").partition(" ")
+        if re.search(pat, text):
+            return int(ts)
+    return None
+def last(pat):
+    r = None
+    for l in open(out):
+        ts, _, text = l.rstrip("\n").partition(" ")
+        if re.search(pat, text):
+            r = int(ts)
+    return r
+uploading = first(r"^Uploading ")
+uploaded = first(r"^Uploaded \d+ files")
+staging = first(r"^Staging app")
+starting = first(r"^Starting app")
+running = last(r"^(\d+) of \1 instances running$")
+# Staging log lines: "   2026-11-26T05:53:31.00+0000 [STG/0] OUT text"
+stg = []
+for l in open(logs):
+    m = re.match(r"\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)([+-]\d{4}) \[(\S+)\] \S+ (.*)", l)
+    if not m:
+        continue
+    ts = datetime.datetime.strptime(m.group(1) + m.group(2), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    stg.append((int(ts * 1e6), m.group(3), m.group(4)))
+def log_at(src, pat, which=0):
+    hits = [t for t, s, text in stg if s.startswith(src) and re.search(pat, text)]
+    return hits[which] if hits else None
+stg_first = log_at("STG", r".", 0)
+stg_last = log_at("STG", r".", -1)
+build0 = log_at("STG", r"Running go build|Running ")
+build1 = log_at("STG", r"Start command")
+dropped = log_at("STG", r"^Uploaded ")
+cell0 = log_at("CELL", r"creating container")
+healthy = log_at("CELL", r"became healthy")
+pg = None
+for l in open(desired):
+    try:
+        d = json.loads(l)
+    except ValueError:
+        continue
+    if d.get("metric_tags", {}).get("app_name", {}).get("static") == app:
+        pg = d.get("process_guid")
+since = None
+for l in open(actual):
+    try:
+        a = json.loads(l)
+    except ValueError:
+        continue
+    if a.get("process_guid") == pg and a.get("state") == "RUNNING":
+        since = a["since"] // 1000
+def ms(a, b):
+    return "-" if a is None or b is None else "%.1f" % ((b - a) / 1000)
+print(" ".join([
+    ms(t0, uploading),        # prep: CLI start, manifest, app create
+    ms(uploading, uploaded),  # upload: resource match, package, bits
+    ms(staging, starting),    # staging as the CLI sees it (build polled every 250 ms), droplet, restart
+    ms(stg_first, stg_last),  # the staging task's own log span (10 ms resolution)
+    ms(build0, build1),       # go build inside staging
+    ms(build1, dropped),      # the droplet: tar + gzip + upload to the CC
+    ms(starting, since),      # desire, auction, container, app up, health check → RUNNING
+    ms(since, t1),            # RUNNING → push returns (the CLI polls stats every 250 ms)
+    ms(since, t200),          # RUNNING → first 200 through the router (probing starts when push returns)
+    table,                    # RUNNING → endpoint in the router's table (the router's histogram)
+    ms(starting, cell0),      # "Starting app..." → the cell creates the container (desire, auction)
+    ms(cell0, healthy),       # the app container: create → healthy (10 ms resolution)
+]))
+EOF
+	) || die "cannot work out the phases of $app's push (outputs in $TMP)"
+	read -r PH_PREP PH_UPLOAD PH_STAGE PH_STGTASK PH_BUILD PH_DROPLET PH_START PH_NOTICE PH_ROUTE PH_TABLE PH_PLACE PH_CELL <<<"$phases"
+}
+
+# delete_app APP: delete -f -r and wait for its instance to leave the BBS;
+# sets D_WALL D_GONE (ms).
+delete_app() {
+	local app=$1 t0 t1
+	now
+	t0=$NOW
+	cli delete "$app" -f -r >"$TMP/delete-$app.txt" 2>&1 || { cat "$TMP/delete-$app.txt" >&2; die "minicf delete $app failed"; }
+	now
+	t1=$NOW
+	wait_gone
+	D_WALL=$(ms "$t0" "$t1")
+	D_GONE=$(ms "$t0" "$GONE")
+}
+
+# ---- warm-up: the first build --------------------------------------------
+log "warm-up: pushing $APP_DIR as warmup (fills the staging Go build cache)"
+push_app warmup
+W_WALL=$(ms "$P_T0" "$P_T1")
+W_200=$(ms "$P_T0" "$P_200")
+W_BUILD=$PH_BUILD
+# Resolution of one probe (a curl + POLL), measured on the warm-up's route.
+now
+t=$NOW
+for _ in $(seq 20); do probe "warmup.$DOMAIN"; sleep "$POLL"; done
+now
+PROBE_MS=$(ms 0 $(((NOW - t) / 20)))
+delete_app warmup
+
+# ---- measured rounds ---------------------------------------------------------
+: >"$REPORT"
+: >"$TMP/rows.txt"
+emit '\nper round (ms; # = probes it took; see the legend below):\n'
+emit '%-5s %9s %9s %9s %3s | %9s %9s %3s | %10s %9s %3s | %8s %8s\n' \
+	round 'push' 'ret->200' 'push->200' '#' 'map->200' 'ret->200' '#' 'unmap->404' 'ret->404' '#' 'delete' 'gone'
+: >"$TMP/phases.txt"
+for ((r = 1; r <= REPEAT; r++)); do
+	app=bench$r
+	host=m$r
+	log "round $r/$REPEAT: push $app, map/unmap $host.$DOMAIN, delete"
+	push_app "$app"
+	echo "$r $PH_PREP $PH_UPLOAD $PH_STAGE $PH_STGTASK $PH_BUILD $PH_DROPLET $PH_START $PH_NOTICE $PH_ROUTE $PH_TABLE $PH_PLACE $PH_CELL" >>"$TMP/phases.txt"
+
+	probe "$host.$DOMAIN"
+	[[ $CODE == 404 ]] || die "$host.$DOMAIN answered $CODE before map-route, want 404"
+	now
+	m0=$NOW
+	cli map-route "$app" "$DOMAIN" --hostname "$host" >"$TMP/map-$app.txt" 2>&1 || { cat "$TMP/map-$app.txt" >&2; die "minicf map-route failed"; }
+	now
+	m1=$NOW
+	wait_code "$host.$DOMAIN" 200
+	m200=$AT
+	mprobes=$PROBES
+
+	now
+	u0=$NOW
+	cli unmap-route "$app" "$DOMAIN" --hostname "$host" >"$TMP/unmap-$app.txt" 2>&1 || { cat "$TMP/unmap-$app.txt" >&2; die "minicf unmap-route failed"; }
+	now
+	u1=$NOW
+	wait_code "$host.$DOMAIN" 404
+	u404=$AT
+	uprobes=$PROBES
+
+	delete_app "$app"
+
+	row=("$r" "$(ms "$P_T0" "$P_T1")" "$(ms "$P_T1" "$P_200")" "$(ms "$P_T0" "$P_200")" "$P_PROBES"
+		"$(ms "$m0" "$m200")" "$(ms "$m1" "$m200")" "$mprobes"
+		"$(ms "$u0" "$u404")" "$(ms "$u1" "$u404")" "$uprobes" "$D_WALL" "$D_GONE")
+	echo "${row[*]}" >>"$TMP/rows.txt"
+	emit '%-5s %9s %9s %9s %3s | %9s %9s %3s | %10s %9s %3s | %8s %8s\n' "${row[@]}"
+done
+
+emit '\nwhere the push goes, per round (ms; see the legend below):\n'
+emit '%-5s %7s %7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %7s\n' round prep upload staging 'stg-log' 'go-build' droplet starting notice route table place cell
+while read -r -a f; do
+	emit '%-5s %7s %7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %7s\n' "${f[@]}"
+done <"$TMP/phases.txt"
+
+# ---- summary -------------------------------------------------------------
+# stats FILE COL: "p50 p90 max" (nearest rank) of column COL, skipping "-".
+stats() {
+	awk -v c="$2" '$c != "-" { print $c }' "$1" | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "- - -"; exit }
+			i50 = int(NR * 0.5); if (i50 < NR * 0.5) i50++
+			i90 = int(NR * 0.9); if (i90 < NR * 0.9) i90++
+			printf "%s %s %s\n", v[i50], v[i90], v[NR]
+		}'
+}
+# summary_row NAME FILE COL GOAL_MS: one line of the summary table.
+summary_row() {
+	local name=$1 file=$2 col=$3 goal=$4 p50 p90 max verdict=
+	read -r p50 p90 max <<<"$(stats "$file" "$col")"
+	if [[ $goal != - && $max != - ]]; then
+		verdict=$(awk -v p="$p90" -v m="$max" -v g="$goal" 'BEGIN {
+			if (m < g) print "ok (max)"; else if (p < g) print "p90 ok, max over"; else print "OVER" }')
+	fi
+	emit '%-26s %9s %9s %9s %9s  %s\n' "$name" "$p50" "$p90" "$max" "$goal" "$verdict"
+}
+
+emit '\nsummary over %d rounds (ms, nearest-rank percentiles):\n' "$REPEAT"
+emit '%-26s %9s %9s %9s %9s  %s\n' measure p50 p90 max goal verdict
+summary_row push_wall "$TMP/rows.txt" 2 -
+summary_row push_return_to_200 "$TMP/rows.txt" 3 -
+summary_row push_start_to_200 "$TMP/rows.txt" 4 "$PUSH_GOAL_MS"
+summary_row map_start_to_200 "$TMP/rows.txt" 6 "$ROUTE_GOAL_MS"
+summary_row map_return_to_200 "$TMP/rows.txt" 7 "$ROUTE_GOAL_MS"
+summary_row unmap_start_to_404 "$TMP/rows.txt" 9 "$ROUTE_GOAL_MS"
+summary_row unmap_return_to_404 "$TMP/rows.txt" 10 "$ROUTE_GOAL_MS"
+summary_row delete_wall "$TMP/rows.txt" 12 -
+summary_row delete_to_instance_gone "$TMP/rows.txt" 13 -
+summary_row phase_prep "$TMP/phases.txt" 2 -
+summary_row phase_upload "$TMP/phases.txt" 3 -
+summary_row phase_staging "$TMP/phases.txt" 4 -
+summary_row phase_staging_task_log "$TMP/phases.txt" 5 -
+summary_row phase_go_build "$TMP/phases.txt" 6 -
+summary_row phase_droplet "$TMP/phases.txt" 7 -
+summary_row phase_starting "$TMP/phases.txt" 8 -
+summary_row phase_notice "$TMP/phases.txt" 9 -
+summary_row phase_running_to_200 "$TMP/phases.txt" 10 -
+summary_row phase_running_to_table "$TMP/phases.txt" 11 -
+summary_row phase_place "$TMP/phases.txt" 12 -
+summary_row phase_app_container "$TMP/phases.txt" 13 -
+emit '\nfirst build (warm-up push, before the rounds): push %s ms, push start → first 200 %s ms, go build %s ms\n' \
+	"$W_WALL" "$W_200" "$W_BUILD"
+emit 'one probe (curl + %ss sleep) ≈ %s ms: the resolution of every "→ first 200/404"\n' "$POLL" "$PROBE_MS"
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- results file ----------------------------------------------------------
+mkdir -p "$(dirname "$RESULTS_FILE")"
+{
+	echo "# bench/push.sh: push → first 200, map-route → first 200, unmap-route → first 404 (issue 6)"
+	echo "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "host:        $(uname -a)"
+	echo "nproc:       $(nproc)"
+	echo "load avg:    $LOAD_START at the start, $LOAD_END at the end (1/5/15 min; the machine is shared)"
+	echo "go:          $(go version)"
+	echo "tree:        $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null ||
+		echo " + uncommitted changes ($(git -C "$ROOT" diff --shortstat HEAD -- | sed 's/^ *//'))")"
+	echo "minicf up:   ${UP_CMD//$TMP/\$TMP}"
+	if [[ $MODE == namespace ]]; then
+		echo "mode:        namespace (--prefix $PREFIX --network-range $NS_RANGE), 2 cells"
+	else
+		echo "mode:        process, 2 cells"
+	fi
+	echo "settings:    REPEAT=$REPEAT POLL=${POLL}s app=${APP_DIR#"$ROOT"/} PUSH_ARGS='${PUSH_ARGS:-}' staging GOCACHE=$([[ ${COLD_CACHE:-0} == 1 ]] && echo 'empty at the start (COLD_CACHE=1)' || echo "the host's ($(go env GOCACHE))")"
+	echo "goals:       push start → first 200 < ${PUSH_GOAL_MS} ms (after the first build); map-route → first 200 and"
+	echo "             unmap-route → first 404 < ${ROUTE_GOAL_MS} ms, from the command's start and from its return"
+	cat "$REPORT"
+	cat <<'EOF'
+
+legend (ms):
+  push        minicf push's wall time            ret->200  push returned → first 200 through the router
+  push->200   push started → first 200           #         curls it took (1 = there at the first probe)
+  map->200    map-route started → first 200      ret->200  map-route returned → first 200
+  unmap->404  unmap-route started → first 404    ret->404  unmap-route returned → first 404
+  delete      minicf delete -f -r's wall time    gone      delete started → no actual LRP left in the BBS
+  prep       push start → "Uploading" (CLI start, manifest, app, route); prep and upload are stamped when
+             this script reads the CLI's lines: on a busy machine a few ms can move from one to the other
+  upload     "Uploading" → "Uploaded N files" (resource match, package, bits)
+  staging    "Staging app" → "Starting app..." (the build Task, polled by the CLI every 250 ms; droplet; restart)
+  stg-log    the staging Task's own log, first to last STG line (10 ms resolution)
+  go-build   STG "Running go build" → "Start command"
+  droplet    STG "Start command" → "Uploaded /tmp/droplet.tgz" (tar + gzip of the droplet, upload to the CC)
+  starting   "Starting app..." → the instance's RUNNING since in the BBS (desire, auction, container, app, health check)
+  notice     RUNNING → push returns (the CLI polls instance stats every 250 ms, then prints the summary)
+  route      RUNNING → first 200 through the router; an upper bound: probing starts only when push returns
+  table      RUNNING → the endpoint in the router's table (the router's registration latency histogram:
+             BBS event, route emitter, NATS, router), the part of "route" before the first request
+  place      "Starting app..." → CELL "creating container" (desired LRP, auction, the cell claims it)
+  cell       CELL "creating container" → "Container became healthy" of the app instance (10 ms resolution)
+EOF
+} >"$RESULTS_FILE"
+log "results written to ${RESULTS_FILE#"$ROOT"/}"
