@@ -105,6 +105,10 @@ type Service struct {
 	retryMu     sync.Mutex
 	retries     map[string]callbackRetry
 
+	// started is when this BBS began: until a cell TTL has passed, a cell
+	// it has not heard from may simply not have heartbeaten yet.
+	started time.Time
+
 	kick chan struct{}
 	stop chan struct{}
 	// stopCtx ends with Stop: callbacks and requests to cells in flight.
@@ -133,7 +137,20 @@ func NewService(cfg Config, store Store, auctioneer Auctioneer, reps RepClient) 
 		retries:     map[string]callbackRetry{},
 		kick:        make(chan struct{}, 1), stop: make(chan struct{}),
 		stopCtx: stopCtx, stopCancel: stopCancel,
+		started: cfg.Now(),
 	}
+}
+
+// cellGone reports whether a cell this BBS does not know is lost. Cell
+// presences live in memory, so right after a restart every cell is unknown
+// until its next heartbeat: only once a cell TTL has passed since the start
+// does an unknown cell mean a lost one (otherwise a BBS restart would
+// re-place every instance on every cell but the first to heartbeat).
+func (s *Service) cellGone(id string) bool {
+	if _, ok := s.cell(id); ok {
+		return false
+	}
+	return s.cfg.Now().Sub(s.started) >= s.cfg.CellTTL
 }
 
 // Start runs convergence and the cell janitor until Stop.
@@ -860,7 +877,7 @@ func (s *Service) convergeLRPs(ctx context.Context) error {
 					starts = append(starts, i)
 					reauctioned++
 				case a.State == StateClaimed || a.State == StateRunning:
-					if _, ok := s.cell(a.CellID); !ok {
+					if s.cellGone(a.CellID) {
 						if err := s.unclaim(tx, o, a, nil); err != nil {
 							return err
 						}

@@ -470,7 +470,7 @@ func (s *Service) ConvergeTasks(ctx context.Context) error {
 					kicked++
 				}
 			case TaskStateRunning:
-				if _, ok := s.cell(t.CellID); !ok {
+				if s.cellGone(t.CellID) {
 					if err := s.completeTaskTx(tx, o, t, true, TaskReasonCellDisappeared, ""); err != nil {
 						return err
 					}

@@ -129,6 +129,7 @@ var serviceSuite = []struct {
 	{"CrashesRestartThreeTimesThenBackOff", serviceCrashesRestartThreeTimesThenBackOff},
 	{"ScaleUpAndDown", serviceScaleUpAndDown},
 	{"StopOfAnInstanceTheCellDoesNotRun", serviceStopOfAnInstanceTheCellDoesNotRun},
+	{"RestartDoesNotReplaceInstancesOfCellsNotYetHeard", serviceRestartDoesNotReplaceInstancesOfCellsNotYetHeard},
 	{"RoutesUpdateAndRemoval", serviceRoutesUpdateAndRemoval},
 	{"ConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes", serviceConvergenceReplacesInstancesOfLostCellsAndCreatesMissingOnes},
 	{"CellsHeartbeatAndValidation", serviceCellsHeartbeatAndValidation},
@@ -678,4 +679,36 @@ func serviceStopOfAnInstanceTheCellDoesNotRun(t *testing.T, open storeOpener) {
 		}
 		return nil
 	})
+}
+
+// serviceRestartDoesNotReplaceInstancesOfCellsNotYetHeard: a restarted BBS
+// knows no cells; the first heartbeat must not make it re-place everything
+// running on the cells that have not heartbeaten yet.
+func serviceRestartDoesNotReplaceInstancesOfCellsNotYetHeard(t *testing.T, open storeOpener) {
+	e := newEnv(t, open)
+	ctx := context.Background()
+	e.svc.DesireLRP(ctx, desired("web", 2))
+	e.heartbeat(t, "cell-1")
+	e.heartbeat(t, "cell-2")
+	e.run(t, "web", 0, "cell-1", "inst-0")
+	e.run(t, "web", 1, "cell-2", "inst-1")
+	// A new BBS on the same store: no cells known, one heartbeats.
+	restarted := NewService(Config{Logger: quietLogger(), Now: e.clk.Now, CellTTL: 15 * time.Second}, e.svc.store, e.auc, e.reps)
+	t.Cleanup(restarted.Stop)
+	restarted.CellHeartbeat(&CellPresence{CellID: "cell-1", RepURL: "https://cell-1", Capacity: CellCapacity{MemoryMB: 1024, Containers: 10}})
+	if err := restarted.ConvergeNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.actual(t, "web", 1); a.State != StateRunning || a.InstanceGUID != "inst-1" {
+		t.Fatalf("an instance of a cell not yet heard from was replaced right after a restart: %+v", a)
+	}
+	// After a whole cell TTL without a heartbeat, cell-2 is lost after all.
+	e.clk.Add(16 * time.Second)
+	restarted.CellHeartbeat(&CellPresence{CellID: "cell-1", RepURL: "https://cell-1", Capacity: CellCapacity{MemoryMB: 1024, Containers: 10}})
+	if err := restarted.ConvergeNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.actual(t, "web", 1); a.State != StateUnclaimed {
+		t.Fatalf("the instance of a cell silent for a TTL was not replaced: %+v", a)
+	}
 }

@@ -1,0 +1,499 @@
+package faults
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/minicf/minicf/internal/testutil"
+)
+
+// The router's timers, shortened: heartbeats (router.start's register
+// interval) every second, pruning every 250 ms.
+const (
+	registerInterval = time.Second
+	pruneInterval    = 250 * time.Millisecond
+)
+
+// baseRouterConfig is the YAML every router of the suite starts from.
+func baseRouterConfig() map[string]any {
+	return map[string]any{
+		"start_response_delay":                "0s",
+		"minimum_register_interval":           registerInterval.String(),
+		"prune_stale_droplets_interval":       pruneInterval.String(),
+		"droplet_stale_threshold":             "3s",
+		"suspend_pruning_if_nats_unavailable": true,
+		"drain_wait":                          "500ms",
+		"drain_timeout":                       "2s",
+		"read_header_timeout":                 "300ms",
+		"endpoint_timeout":                    "5s",
+		"backends":                            map[string]any{"dial_timeout": "1s"},
+		"logging":                             map[string]any{"level": "info"},
+	}
+}
+
+// mergeConfig lays over on base: top-level keys are replaced, except maps,
+// whose keys are replaced one by one.
+func mergeConfig(base, over map[string]any) map[string]any {
+	for k, v := range over {
+		if vm, ok := v.(map[string]any); ok {
+			if bm, ok := base[k].(map[string]any); ok {
+				for kk, vv := range vm {
+					bm[kk] = vv
+				}
+				continue
+			}
+		}
+		base[k] = v
+	}
+	return base
+}
+
+type routerSpec struct {
+	config    map[string]any // laid over baseRouterConfig
+	natsURL   string         // external NATS (with credentials); empty starts the embedded one
+	backendCA string         // --backend-ca
+}
+
+// routerProc is a running `minicf router` plus the test's view of it: a NATS
+// client on its bus and an HTTP client for its ports.
+type routerProc struct {
+	*proc
+	addr    string // proxy listener
+	status  string // /health, /routes, /metrics
+	natsURL string // the bus, without credentials
+	bus     *bus
+	client  *http.Client
+}
+
+var errPortTaken = errors.New("a port picked for the router was taken before it could bind")
+
+// startRouter starts a router and returns once it serves its status port and
+// its NATS subscriptions answer (a router.greet gets a reply).
+func startRouter(t testing.TB, spec routerSpec) *routerProc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		r, err := tryStartRouter(t, spec)
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("retrying router start: %v", err)
+	}
+}
+
+func tryStartRouter(t testing.TB, spec routerSpec) (*routerProc, error) {
+	t.Helper()
+	cfg := baseRouterConfig()
+	natsURL := ""
+	if spec.natsURL == "" {
+		port := freePort(t)
+		natsURL = "nats://127.0.0.1:" + port
+		cfg["nats"] = map[string]any{"embedded_listen": "127.0.0.1:" + port}
+	}
+	cfg = mergeConfig(cfg, spec.config)
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "router.yml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	status := "127.0.0.1:" + freePort(t)
+	args := []string{"router", "--config", path, "--listen", addr, "--status", status}
+	if spec.natsURL != "" {
+		args = append(args, "--nats", spec.natsURL)
+		natsURL = stripCredentials(spec.natsURL)
+	}
+	if spec.backendCA != "" {
+		args = append(args, "--backend-ca", spec.backendCA)
+	}
+	p := startProc(t, "router", args...)
+	r := &routerProc{proc: p, addr: addr, status: status, natsURL: natsURL, client: newHTTPClient(t)}
+
+	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if p.waitExit(0) {
+			if strings.Contains(p.logs(), "address already in use") {
+				return nil, fmt.Errorf("%w: %s", errPortTaken, lastLine(p.logs()))
+			}
+			return nil, fmt.Errorf("router exited during start-up (%s): %s", p.state(), p.logs())
+		}
+		resp, err := probe.Get("http://" + status + "/is-process-alive-do-not-use-for-loadbalancing")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("router status port %s did not answer within 20s: %v", status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.bus = connectBus(t, natsURL)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := r.bus.nc.Request("router.greet", nil, 200*time.Millisecond)
+		return err
+	})
+	return r, nil
+}
+
+func stripCredentials(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + u[i+1:]
+		}
+	}
+	return u
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func newHTTPClient(t testing.TB) *http.Client {
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16, ResponseHeaderTimeout: 15 * time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// response is what a test looks at: status, headers and the whole body.
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (r response) routerError() string { return r.header.Get("X-Cf-Routererror") }
+
+// request sends req to the router's proxy port with Host set to host.
+func (r *routerProc) request(c *http.Client, host string, req *http.Request) (response, error) {
+	req.URL.Scheme = "http"
+	req.URL.Host = r.addr
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("reading the body of %s %s: %w", req.Method, host, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}, nil
+}
+
+func (r *routerProc) tryGet(host, path string, headers ...string) (response, error) {
+	return r.getWith(r.client, host, path, headers...)
+}
+
+func (r *routerProc) getWith(c *http.Client, host, path string, headers ...string) (response, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+r.addr+path, nil)
+	if err != nil {
+		return response{}, err
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return r.request(c, host, req)
+}
+
+// waitForStatus polls host until it answers want.
+func (r *routerProc) waitForStatus(t testing.TB, host string, want int, within time.Duration) response {
+	t.Helper()
+	var last response
+	testutil.CheckFor(t, within, 10*time.Millisecond, func() error {
+		resp, err := r.tryGet(host, "/")
+		if err != nil {
+			return err
+		}
+		last = resp
+		if resp.status != want {
+			return fmt.Errorf("%s answered %d %q (X-Cf-Routererror %q), want %d", host, resp.status,
+				strings.TrimSpace(resp.body), resp.routerError(), want)
+		}
+		return nil
+	})
+	return last
+}
+
+// statusGet fetches a path on the status port.
+func (r *routerProc) statusGet(t testing.TB, path string) (int, string) {
+	t.Helper()
+	resp, err := r.client.Get("http://" + r.status + path)
+	if err != nil {
+		t.Fatalf("GET status %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// routeEntry is one endpoint as /routes shows it.
+type routeEntry struct {
+	Address           string `json:"address"`
+	TLS               bool   `json:"tls"`
+	PrivateInstanceID string `json:"private_instance_id"`
+}
+
+func (r *routerProc) routes(t testing.TB) map[string][]routeEntry {
+	t.Helper()
+	code, body := r.statusGet(t, "/routes")
+	if code != http.StatusOK {
+		t.Fatalf("/routes answered %d: %s", code, body)
+	}
+	var out map[string][]routeEntry
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatalf("/routes is not JSON: %v: %s", err, body)
+	}
+	return out
+}
+
+// instanceIDs is the sorted private_instance_id of host's endpoints.
+func (r *routerProc) instanceIDs(t testing.TB, host string) []string {
+	t.Helper()
+	var ids []string
+	for _, e := range r.routes(t)[host] {
+		ids = append(ids, e.PrivateInstanceID)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// --- NATS ---------------------------------------------------------------
+
+// registryMessage is gorouter's router.register / router.unregister JSON,
+// written out here so the test checks the wire format, not a shared type.
+type registryMessage struct {
+	Host                    string            `json:"host"`
+	Port                    uint16            `json:"port,omitempty"`
+	TLSPort                 uint16            `json:"tls_port,omitempty"`
+	URIs                    []string          `json:"uris"`
+	App                     string            `json:"app,omitempty"`
+	PrivateInstanceID       string            `json:"private_instance_id,omitempty"`
+	PrivateInstanceIndex    string            `json:"private_instance_index,omitempty"`
+	ServerCertDomainSAN     string            `json:"server_cert_domain_san,omitempty"`
+	EndpointUpdatedAtNs     int64             `json:"endpoint_updated_at_ns,omitempty"`
+	StaleThresholdInSeconds int               `json:"stale_threshold_in_seconds,omitempty"`
+	Tags                    map[string]string `json:"tags,omitempty"`
+}
+
+// bus is the test's own NATS client.
+type bus struct {
+	t  testing.TB
+	nc *nats.Conn
+}
+
+func connectBus(t testing.TB, url string) *bus {
+	t.Helper()
+	var nc *nats.Conn
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var err error
+		nc, err = nats.Connect(url, nats.UserInfo("nats", "nats"), nats.Name("faults-test"),
+			nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0),
+			nats.Timeout(time.Second))
+		return err
+	})
+	t.Cleanup(nc.Close)
+	return &bus{t: t, nc: nc}
+}
+
+func (b *bus) publish(subject string, data []byte) error {
+	if err := b.nc.Publish(subject, data); err != nil {
+		return err
+	}
+	return b.nc.Flush()
+}
+
+func (b *bus) mustPublish(subject string, data []byte) {
+	b.t.Helper()
+	if err := b.publish(subject, data); err != nil {
+		b.t.Fatalf("publish on %s: %v", subject, err)
+	}
+}
+
+func (b *bus) register(m registryMessage) {
+	b.t.Helper()
+	b.mustPublish("router.register", mustJSON(b.t, m))
+}
+
+// heartbeat re-sends m every interval, as a route emitter does, until stop
+// is called or the test ends.
+func (b *bus) heartbeat(m registryMessage, every time.Duration) (stop func()) {
+	data := mustJSON(b.t, m)
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	ctx := b.t.Context()
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-quit:
+				return
+			case <-tick.C:
+				b.nc.Publish("router.register", data)
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
+	b.t.Cleanup(stop)
+	return stop
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startNATS runs `minicf nats` on 127.0.0.1:port and waits until it accepts
+// connections.
+func startNATS(t testing.TB, port string) *proc {
+	t.Helper()
+	p := startProc(t, "nats", "nats", "--listen", "127.0.0.1:"+port)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if p.exited() {
+			t.Fatalf("nats exited during start-up (%s): %s", p.state(), p.logs())
+		}
+		if !strings.Contains(p.logs(), "nats listening on") {
+			return errors.New("nats has not said it listens yet")
+		}
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	})
+	return p
+}
+
+// --- test backends ----------------------------------------------------------
+
+// backend is an app instance in the test process: an httptest server that
+// answers with its name and counts the requests its handler saw, by Host.
+type backend struct {
+	name string
+	srv  *httptest.Server
+	hits atomic.Int64
+
+	mu     sync.Mutex
+	byHost map[string]int
+	byPath map[string]int
+}
+
+type backendOpts struct {
+	cert    *tls.Certificate // serve TLS with this certificate
+	handler http.HandlerFunc // replaces the name-echo reply
+	addr    string           // listen here (default 127.0.0.1:0)
+}
+
+func newBackend(t testing.TB, name string, o backendOpts) *backend {
+	t.Helper()
+	b := &backend{name: name, byHost: map[string]int{}, byPath: map[string]int{}}
+	h := func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		b.mu.Lock()
+		b.byHost[r.Host]++
+		b.byPath[r.URL.Path]++
+		b.mu.Unlock()
+		if o.handler != nil {
+			o.handler(w, r)
+			return
+		}
+		w.Header().Set("X-Backend", name)
+		io.WriteString(w, name)
+	}
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(h))
+	if o.addr != "" {
+		b.srv.Listener.Close()
+		var ln net.Listener
+		var err error
+		// The address was freed a moment ago; the kernel may need a moment.
+		testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			ln, err = net.Listen("tcp", o.addr)
+			return err
+		})
+		b.srv.Listener = ln
+	}
+	b.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if o.cert != nil {
+		b.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*o.cert}}
+		b.srv.StartTLS()
+	} else {
+		b.srv.Start()
+	}
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) hitsFor(host string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byHost[host]
+}
+
+func (b *backend) hitsForPath(path string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byPath[path]
+}
+
+func (b *backend) port() uint16 { return uint16(b.srv.Listener.Addr().(*net.TCPAddr).Port) }
+
+func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
+
+// reg is a plaintext registration of b for uri.
+func (b *backend) reg(uri, instance string) registryMessage {
+	return registryMessage{Host: "127.0.0.1", Port: b.port(), URIs: []string{uri},
+		App: "app-" + uri, PrivateInstanceID: instance, PrivateInstanceIndex: "0"}
+}
+
+// tlsReg is a registration of b on its TLS port, with the SAN the router
+// must find in b's certificate.
+func (b *backend) tlsReg(uri, san string) registryMessage {
+	return registryMessage{Host: "127.0.0.1", TLSPort: b.port(), URIs: []string{uri},
+		App: "app-" + uri, PrivateInstanceID: san, PrivateInstanceIndex: "0", ServerCertDomainSAN: san}
+}
