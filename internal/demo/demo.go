@@ -157,6 +157,7 @@ func PrintInfo(w io.Writer, info foundation.Info) {
 		info.NATSURL, info.NATSUser, info.NATSPassword, info.Mode, info.Cells)
 	fmt.Fprintf(w, "  cf CLI:     cf api %s && cf auth %s %s   (kept in %s/%s)\n\n", info.API, info.AdminUser, info.AdminPassword, info.Home, foundation.AdminPasswordFile)
 	if info.Trace != "" {
+		fmt.Fprintf(w, "  flow page:  %s/   (open it in a browser and push an app: each step of the route's journey lights up)\n", info.Trace)
 		fmt.Fprintf(w, "  trace:      %s   (minicf trace ROUTE; API: /api/events?route=ROUTE, /api/stream, /api/state)\n\n", info.Trace)
 	}
 }
