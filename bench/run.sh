@@ -19,8 +19,8 @@
 # Environment:
 #   BUDGET      seconds for the whole run; a step gets what is left, at most
 #               its own limit, and is skipped when under 20 s remain   (default 600)
-#   ONLY        space-separated step names to run (router propagation push
-#               go-router go-netin go-garden; default all)
+#   ONLY        space-separated step names to run (router matrix routes100k
+#               propagation push go-router go-netin go-garden; default all)
 #   KEEP_TMP=1  keep the temp dir (every step's full log), and router.sh's and
 #               push.sh's (it is passed on to them)
 #   MINICF_BIN  use this prebuilt minicf binary instead of building one
@@ -175,6 +175,24 @@ if wanted router; then
 			/^ratio proxied\/rproxy/ { printf "router|proxied/bare ReverseProxy req/s|%s|\n", $NF }
 			/^router RSS:/ { sub(/^router RSS: /, ""); printf "router|router RSS|%s|\n", $0 }
 		' "$TMP/router.log" >>"$TMP/table.txt"
+	fi
+fi
+
+# ---- bench/router-matrix.sh: table size, TLS, keep-alive ---------------------
+if wanted matrix; then
+	step matrix 200 env DURATION=2s ROUNDS=1 WARMUP=1s ROUTES_SET="1 1000" MINICF_BIN="$BIN" bash bench/router-matrix.sh
+	if [[ $STEP_RC != skip ]]; then
+		grep -v '^==> ' "$TMP/matrix.log" | sed -n '/^config /,$p' >>"$TMP/sections.txt" || true
+		echo "matrix|router/direct req/s by config|see the matrix section|" >>"$TMP/table.txt"
+	fi
+fi
+
+# ---- bench/routes100k.sh: 100,000 routes over NATS -----------------------------
+if wanted routes100k; then
+	step routes100k 120 env MINICF_BIN="$BIN" bash bench/routes100k.sh
+	if [[ $STEP_RC != skip ]]; then
+		grep -v '^==> ' "$TMP/routes100k.log" >>"$TMP/sections.txt" || true
+		echo "routes100k|100,000 routes registered over NATS|see the routes100k section|" >>"$TMP/table.txt"
 	fi
 fi
 
