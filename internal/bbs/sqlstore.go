@@ -7,19 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minicf/minicf/internal/sqldb"
 	"math"
-	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
 
 // SQLStore is a Store on database/sql: SQLite (modernc.org/sqlite, no cgo)
@@ -81,12 +74,6 @@ const (
 const sqlMaxKeyBytes = 255
 
 // SQLite settings, applied by the driver to every connection it opens.
-var sqlitePragmas = []string{
-	"busy_timeout(5000)",
-	"journal_mode(WAL)",
-	"foreign_keys(ON)",
-	"synchronous(NORMAL)",
-}
 
 // sqlMigrations[i] brings the schema from version i to version i+1. Append
 // only: never edit a migration that has shipped.
@@ -145,7 +132,7 @@ const sqlMigrationLockKey int64 = 0x6d696e6963666262
 //
 // A database whose schema is newer than this code knows is refused.
 func OpenSQLStore(ctx context.Context, dsn string) (*SQLStore, error) {
-	s := &SQLStore{where: redactDSN(dsn)}
+	s := &SQLStore{where: sqldb.Redact(dsn)}
 	if dsn == "" {
 		s.where = `""`
 	}
@@ -153,30 +140,16 @@ func OpenSQLStore(ctx context.Context, dsn string) (*SQLStore, error) {
 		if s.db != nil {
 			s.db.Close()
 		}
-		return nil, scrubPassword(fmt.Errorf("cannot open the BBS database at %s: %w", s.where, err), dsn)
+		return nil, sqldb.Scrub(fmt.Errorf("cannot open the BBS database at %s: %w", s.where, err), dsn)
 	}
 
-	driverName, driverDSN, memory, err := sqlDriverFor(dsn)
+	db, postgres, err := sqldb.Open(ctx, dsn)
 	if err != nil {
 		return fail(err)
 	}
-	if driverName == "pgx" {
+	s.db = db
+	if postgres {
 		s.dialect = dialectPostgres
-	}
-	s.db, err = sql.Open(driverName, driverDSN)
-	if err != nil {
-		return fail(err)
-	}
-	if memory {
-		// Every connection to :memory: is a database of its own: keep
-		// exactly one, forever, so that all goroutines share it.
-		s.db.SetMaxOpenConns(1)
-		s.db.SetMaxIdleConns(1)
-		s.db.SetConnMaxLifetime(0)
-		s.db.SetConnMaxIdleTime(0)
-	}
-	if err := s.db.PingContext(ctx); err != nil {
-		return fail(err)
 	}
 	if err := s.migrate(ctx); err != nil {
 		return fail(err)
@@ -190,141 +163,9 @@ func (s *SQLStore) Close() error { return s.db.Close() }
 // String names the database, password hidden.
 func (s *SQLStore) String() string { return s.where }
 
-// sqlDriverFor picks the driver and its DSN.
-func sqlDriverFor(dsn string) (driverName, driverDSN string, memory bool, err error) {
-	lower := strings.ToLower(dsn)
-	switch {
-	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
-		return "pgx", dsn, false, nil
-	case lower == "sqlite://:memory:":
-		return sqliteDSN(":memory:")
-	case strings.HasPrefix(lower, "sqlite://"):
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", "", false, fmt.Errorf("%q is not a sqlite:// URL: %v", dsn, err)
-		}
-		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return "", "", false, fmt.Errorf("a sqlite:// URL takes only a path (minicf sets the SQLite PRAGMAs itself)")
-		}
-		path := u.Host + u.Path // sqlite:///abs/x.db or sqlite://rel.db
-		if path == "" {
-			return "", "", false, fmt.Errorf("the sqlite:// URL names no file; write sqlite:///path/to/bbs.db")
-		}
-		return sqliteDSN(path)
-	case strings.Contains(dsn, "://"):
-		return "", "", false, fmt.Errorf("unknown database kind %q: use sqlite:///path/to/bbs.db, a file path, :memory: or postgres://...",
-			dsn[:strings.Index(dsn, "://")])
-	case strings.HasPrefix(lower, "file:"):
-		return "", "", false, fmt.Errorf("SQLite file: URIs are not accepted; write sqlite:///path/to/bbs.db or a plain path")
-	case dsn == "":
-		return "", "", false, fmt.Errorf("no database given: use sqlite:///path/to/bbs.db, a file path, :memory: or postgres://...")
-	}
-	return sqliteDSN(dsn)
-}
-
-// sqliteDSN is the modernc.org/sqlite DSN for a path or :memory:, with our
-// PRAGMAs, and BEGIN IMMEDIATE for read-write transactions.
-func sqliteDSN(path string) (driverName, driverDSN string, memory bool, err error) {
-	q := url.Values{}
-	for _, p := range sqlitePragmas {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	if path == ":memory:" {
-		return "sqlite", ":memory:?" + q.Encode(), true, nil
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", "", false, err
-	}
-	dir := filepath.Dir(abs)
-	if fi, err := os.Stat(dir); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", "", false, fmt.Errorf("directory %s does not exist", dir)
-		}
-		return "", "", false, err
-	} else if !fi.IsDir() {
-		return "", "", false, fmt.Errorf("%s is not a directory", dir)
-	}
-	// A file: URI, so that a path with '?', '#' or '%' in it survives:
-	// url.URL escapes them and SQLite decodes them.
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
-	return "sqlite", u.String(), false, nil
-}
-
-var sqlUserinfoPassword = regexp.MustCompile(`(://[^:@/]*:)[^@]*@`)
-
-// redactDSN hides any password in dsn.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" || u.Opaque != "" {
-		return sqlUserinfoPassword.ReplaceAllString(dsn, "${1}xxxxx@")
-	}
-	_, hasPassword := u.User.Password()
-	q := u.Query()
-	if !hasPassword && !q.Has("password") {
-		return dsn // as written: url.URL.String would normalize it
-	}
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
-
-// scrubPassword makes sure err does not show the DSN's password the way a
-// driver echoing the DSN would ("user:pw@", "password=pw"); pgx hides it
-// already, so this is a second line.
-func scrubPassword(err error, dsn string) error {
-	u, perr := url.Parse(dsn)
-	if perr != nil {
-		return err
-	}
-	r := []string{}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		for _, p := range []string{pw, url.PathEscape(pw), url.QueryEscape(pw)} {
-			r = append(r, ":"+p+"@", ":xxxxx@")
-		}
-	}
-	if pw := u.Query().Get("password"); pw != "" {
-		for _, p := range []string{pw, url.QueryEscape(pw)} {
-			r = append(r, "password="+p, "password=xxxxx")
-		}
-	}
-	msg := err.Error()
-	scrubbed := strings.NewReplacer(r...).Replace(msg)
-	if scrubbed != msg {
-		return errors.New(scrubbed)
-	}
-	return err
-}
-
-// rebind turns the '?' placeholders of query into PostgreSQL's $1..$n
-// ('?' inside a quoted string stays).
-func rebind(query string) string {
-	var b strings.Builder
-	b.Grow(len(query) + 8)
-	n := 0
-	quoted := false
-	for i := 0; i < len(query); i++ {
-		c := query[i]
-		switch {
-		case c == '\'':
-			quoted = !quoted
-		case c == '?' && !quoted:
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
 func (s *SQLStore) bind(query string) string {
 	if s.dialect == dialectPostgres {
-		return rebind(query)
+		return sqldb.Rebind(query)
 	}
 	return query
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/minicf/minicf/internal/sqldb"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -58,7 +59,7 @@ func stPostgres(t *testing.T) func(*testing.T) string {
 	}
 	t.Cleanup(func() { admin.Close() })
 	if err := admin.PingContext(t.Context()); err != nil {
-		t.Fatalf("cannot reach PostgreSQL at %s (%s): %v", redactDSN(base), stPostgresURLEnv, err)
+		t.Fatalf("cannot reach PostgreSQL at %s (%s): %v", sqldb.Redact(base), stPostgresURLEnv, err)
 	}
 	var version string
 	admin.QueryRowContext(t.Context(), "SHOW server_version").Scan(&version)
@@ -1059,7 +1060,7 @@ func testSQLStore(t *testing.T, newDSN func(t *testing.T) string) {
 			t.Fatal("opening a database with a newer schema succeeded")
 		}
 		want := fmt.Sprintf("cannot open the BBS database at %s: its schema is version %d, newer than version %d that this minicf knows",
-			redactDSN(dsn), sqlSchemaVersion+1, sqlSchemaVersion)
+			sqldb.Redact(dsn), sqlSchemaVersion+1, sqlSchemaVersion)
 		if !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("got error\n\t%v\nwant it to start with\n\t%s", err, want)
 		}
@@ -1317,36 +1318,6 @@ func TestSQLStoreOpenErrors(t *testing.T) {
 				t.Errorf("the error shows the password: %s", msg)
 			}
 		})
-	}
-}
-
-func TestSQLStoreRebind(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"SELECT 1", "SELECT 1"},
-		{"a = ? AND b = ?", "a = $1 AND b = $2"},
-		{"IN (?, ?, ?)", "IN ($1, $2, $3)"},
-		{"x = '?' AND y = ?", "x = '?' AND y = $1"},
-		{"x = 'it''s ?' AND y = ? AND z = ?", "x = 'it''s ?' AND y = $1 AND z = $2"},
-	} {
-		if got := rebind(tc.in); got != tc.want {
-			t.Errorf("rebind(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestSQLStoreRedactDSN(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"postgres://minicf:s3cret@127.0.0.1:5432/db?sslmode=disable", "postgres://minicf:xxxxx@127.0.0.1:5432/db?sslmode=disable"},
-		{"postgres://minicf@host/db", "postgres://minicf@host/db"},
-		{"postgres://host/db?password=s3cret&sslmode=disable", "postgres://host/db?password=xxxxx&sslmode=disable"},
-		{"postgres://u:p%zz@host/db", "postgres://u:xxxxx@host/db"}, // not a valid URL
-		{"/var/vcap/store/bbs.db", "/var/vcap/store/bbs.db"},
-		{":memory:", ":memory:"},
-		{"sqlite:///var/bbs.db", "sqlite:///var/bbs.db"},
-	} {
-		if got := redactDSN(tc.in); got != tc.want {
-			t.Errorf("redactDSN(%q) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/minicf/minicf/internal/sqldb"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -649,7 +650,7 @@ func postgresDSNs(t *testing.T) func(*testing.T) string {
 	}
 	t.Cleanup(func() { admin.Close() })
 	if err := admin.PingContext(t.Context()); err != nil {
-		t.Fatalf("cannot reach PostgreSQL at %s: %v", redactDSN(base), err)
+		t.Fatalf("cannot reach PostgreSQL at %s: %v", sqldb.Redact(base), err)
 	}
 	return func(t *testing.T) string {
 		b := make([]byte, 8)

@@ -6,18 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strconv"
+	"github.com/minicf/minicf/internal/sqldb"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
 
 // store is the Cloud Controller's database on database/sql: SQLite
@@ -52,8 +46,6 @@ type store struct {
 	postgres bool
 	where    string
 }
-
-var sqlitePragmas = []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(ON)", "synchronous(NORMAL)"}
 
 // migrations[i] brings the schema from version i to i+1. Append only.
 var migrations = [][]string{
@@ -90,30 +82,18 @@ const (
 // openStore opens (creating) the database dsn names and migrates it:
 // sqlite:///abs/cc.db, a plain path, :memory:, or postgres://...
 func openStore(ctx context.Context, dsn string) (*store, error) {
-	s := &store{where: redactDSN(dsn)}
+	s := &store{where: sqldb.Redact(dsn)}
 	fail := func(err error) (*store, error) {
 		if s.db != nil {
 			s.db.Close()
 		}
 		return nil, fmt.Errorf("cc: cannot open the Cloud Controller database at %s: %w", s.where, err)
 	}
-	driver, driverDSN, memory, err := driverFor(dsn)
+	db, postgres, err := sqldb.Open(ctx, dsn)
 	if err != nil {
 		return fail(err)
 	}
-	s.postgres = driver == "pgx"
-	if s.db, err = sql.Open(driver, driverDSN); err != nil {
-		return fail(err)
-	}
-	if memory {
-		s.db.SetMaxOpenConns(1)
-		s.db.SetMaxIdleConns(1)
-		s.db.SetConnMaxLifetime(0)
-		s.db.SetConnMaxIdleTime(0)
-	}
-	if err := s.db.PingContext(ctx); err != nil {
-		return fail(err)
-	}
+	s.db, s.postgres = db, postgres
 	if err := s.migrate(ctx); err != nil {
 		return fail(err)
 	}
@@ -123,108 +103,9 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 func (s *store) Close() error   { return s.db.Close() }
 func (s *store) String() string { return s.where }
 
-func driverFor(dsn string) (driver, driverDSN string, memory bool, err error) {
-	lower := strings.ToLower(dsn)
-	switch {
-	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
-		return "pgx", dsn, false, nil
-	case lower == "sqlite://:memory:", dsn == ":memory:":
-		return sqliteDSN(":memory:")
-	case strings.HasPrefix(lower, "sqlite://"):
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", "", false, fmt.Errorf("%q is not a sqlite:// URL: %v", dsn, err)
-		}
-		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return "", "", false, errors.New("a sqlite:// URL takes only a path (minicf sets the SQLite PRAGMAs itself)")
-		}
-		p := u.Host + u.Path
-		if p == "" {
-			return "", "", false, errors.New("the sqlite:// URL names no file; write sqlite:///path/to/cc.db")
-		}
-		return sqliteDSN(p)
-	case strings.Contains(dsn, "://"):
-		return "", "", false, fmt.Errorf("unknown database kind %q: use sqlite:///path/to/cc.db, a file path, :memory: or postgres://...",
-			dsn[:strings.Index(dsn, "://")])
-	case strings.HasPrefix(lower, "file:"):
-		return "", "", false, errors.New("SQLite file: URIs are not accepted; write sqlite:///path/to/cc.db or a plain path")
-	case dsn == "":
-		return "", "", false, errors.New("no database given")
-	}
-	return sqliteDSN(dsn)
-}
-
-func sqliteDSN(path string) (string, string, bool, error) {
-	q := url.Values{}
-	for _, p := range sqlitePragmas {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	if path == ":memory:" {
-		return "sqlite", ":memory:?" + q.Encode(), true, nil
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", "", false, err
-	}
-	dir := filepath.Dir(abs)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", "", false, fmt.Errorf("directory %s does not exist", dir)
-		}
-		return "", "", false, err
-	}
-	if !fi.IsDir() {
-		return "", "", false, fmt.Errorf("%s is not a directory", dir)
-	}
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
-	return "sqlite", u.String(), false, nil
-}
-
-var userinfoPassword = regexp.MustCompile(`(://[^:@/]*:)[^@]*@`)
-
-// redactDSN hides a password in dsn.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" || u.Opaque != "" {
-		return userinfoPassword.ReplaceAllString(dsn, "${1}xxxxx@")
-	}
-	_, has := u.User.Password()
-	q := u.Query()
-	if !has && !q.Has("password") {
-		return dsn
-	}
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
-
-// rebind turns '?' placeholders into $1..$n (outside quoted strings).
-func rebind(query string) string {
-	var b strings.Builder
-	n, quoted := 0, false
-	for i := 0; i < len(query); i++ {
-		c := query[i]
-		switch {
-		case c == '\'':
-			quoted = !quoted
-		case c == '?' && !quoted:
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
 func (s *store) bind(q string) string {
 	if s.postgres {
-		return rebind(q)
+		return sqldb.Rebind(q)
 	}
 	return q
 }
