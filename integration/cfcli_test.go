@@ -127,7 +127,7 @@ func (f *foundationProc) waitApp(t *testing.T, host, path, app string, within ti
 func buildHello(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(goTool(), "build", "-o", filepath.Join(dir, "hello"), ".")
+	cmd := exec.Command(testutil.GoTool(), "build", "-o", filepath.Join(dir, "hello"), ".")
 	cmd.Dir = examplesDir(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -103,7 +103,7 @@ func (f *foundationProc) waitStatus(t *testing.T, host string, want int, within 
 
 func examplesDir(t *testing.T) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := testutil.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestE2E_PushAndCurlInNamespaceMode(t *testing.T) {
 // (`minicf demo`, with --exit so it ends) in process mode.
 func TestDemo_PushesAndCurlsBothInstances(t *testing.T) {
 	home := t.TempDir()
-	root, err := moduleRoot()
+	root, err := testutil.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -615,12 +615,12 @@ func routerRegistrationLatency(tb testing.TB, r *routerProc) (sum, count float64
 // the benchmark: the race runtime slows every hop several times over.
 func useNonRaceBinary(b *testing.B) {
 	b.Helper()
-	root, err := moduleRoot()
+	root, err := testutil.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
 	bin := filepath.Join(b.TempDir(), "minicf")
-	build := exec.Command(goTool(), "build", "-o", bin, "github.com/minicf/minicf/cmd/minicf")
+	build := exec.Command(testutil.GoTool(), "build", "-o", bin, "github.com/minicf/minicf/cmd/minicf")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building minicf: %v\n%s", err, out)
