@@ -102,6 +102,9 @@ type Service struct {
 	// flight, and each failing Task's retries (for the backoff).
 	callbacks   *http.Client
 	callbackSem chan struct{}
+	// spawned counts the requests in flight (stops, callbacks), so tests
+	// can wait for them instead of sleeping.
+	spawned sync.WaitGroup
 	retryMu     sync.Mutex
 	retries     map[string]callbackRetry
 
@@ -183,8 +186,10 @@ func (s *Service) spawn(f func()) {
 		return
 	}
 	s.wg.Add(1)
+	s.spawned.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.spawned.Done()
 		f()
 	}()
 }

@@ -463,7 +463,7 @@ func taskCallbackRetriedUntilItSucceedsThenDeleted(t *testing.T, open storeOpene
 	// ...then with a backoff: not before 30 s have passed.
 	e.clk.Add(10 * time.Second)
 	e.svc.ConvergeTasks(ctx)
-	time.Sleep(50 * time.Millisecond)
+	e.svc.spawned.Wait()
 	if n := len(cs.calls()); n != 4 {
 		t.Fatalf("%d callbacks during the backoff, want 4", n)
 	}
@@ -488,7 +488,7 @@ func taskCallbackRetriedUntilItSucceedsThenDeleted(t *testing.T, open storeOpene
 	// Nothing more happens.
 	e.clk.Add(time.Hour)
 	e.svc.ConvergeTasks(ctx)
-	time.Sleep(20 * time.Millisecond)
+	e.svc.spawned.Wait()
 	if n := len(cs.calls()); n != 5 {
 		t.Fatalf("%d callbacks after the task was resolved", n)
 	}
