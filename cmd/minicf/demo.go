@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -107,6 +108,10 @@ func (o *foundationFlags) config() (foundation.Config, error) {
 	logger, err := logging.New(os.Stderr, o.level, "minicf")
 	if err != nil {
 		return foundation.Config{}, err
+	}
+	if o.cells < 1 || o.cells > 244 {
+		// Cell N takes address .0.(10+N) and the /24 .N.0 of the range.
+		return foundation.Config{}, fmt.Errorf("--cells %d: a foundation has 1 to 244 cells", o.cells)
 	}
 	c := o.cfg
 	c.Home = o.home
