@@ -150,15 +150,7 @@ func mapRouteCommand(o Options) *cobra.Command {
 				appName := args[0]
 				r.domain, r.path = args[1], normalizePath(r.path)
 				s.say("Mapping route %s to app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
-				d, err := s.findDomain(ctx, r.domain)
-				if err != nil {
-					return err
-				}
-				app, err := s.findApp(ctx, appName)
-				if err != nil {
-					return err
-				}
-				route, err := s.findRoute(ctx, d.GUID, r)
+				d, app, route, err := s.findMapping(ctx, appName, r)
 				if err != nil {
 					return err
 				}
@@ -167,12 +159,10 @@ func mapRouteCommand(o Options) *cobra.Command {
 						return err
 					}
 				}
-				for _, dest := range route.Destinations {
-					if dest.App.GUID == app.GUID && (dest.App.Process == nil || dest.App.Process.Type == "web") {
-						s.say("App '%s' is already mapped to route '%s'. Nothing has been updated.", appName, routeURL(route, r))
-						s.ok()
-						return nil
-					}
+				if webDestination(route, app.GUID) != nil {
+					s.say("App '%s' is already mapped to route '%s'. Nothing has been updated.", appName, routeURL(route, r))
+					s.ok()
+					return nil
 				}
 				body := map[string]any{"destinations": []map[string]any{{"app": map[string]string{"guid": app.GUID}}}}
 				if _, err := s.api.call(ctx, "POST", "/v3/routes/"+route.GUID+"/destinations", body, nil); err != nil {
@@ -185,6 +175,35 @@ func mapRouteCommand(o Options) *cobra.Command {
 	}
 	routeFlags(cmd, &r, true)
 	return cmd
+}
+
+// findMapping looks up what map-route and unmap-route work on, in the cf
+// CLI's order: the domain, the app, then the route (nil if it does not exist).
+func (s *session) findMapping(ctx context.Context, appName string, r routeSpec) (*ccapi.Domain, *ccapi.App, *ccapi.Route, error) {
+	d, err := s.findDomain(ctx, r.domain)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	app, err := s.findApp(ctx, appName)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	route, err := s.findRoute(ctx, d.GUID, r)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return d, app, route, nil
+}
+
+// webDestination is the destination of route that sends to app's web
+// process, if any.
+func webDestination(route *ccapi.Route, appGUID string) *ccapi.Destination {
+	for i, dest := range route.Destinations {
+		if dest.App.GUID == appGUID && (dest.App.Process == nil || dest.App.Process.Type == "web") {
+			return &route.Destinations[i]
+		}
+	}
+	return nil
 }
 
 func routeURL(route *ccapi.Route, r routeSpec) string {
@@ -208,29 +227,19 @@ func unmapRouteCommand(o Options) *cobra.Command {
 				appName := args[0]
 				r.domain, r.path = args[1], normalizePath(r.path)
 				s.say("Removing route %s from app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
-				d, err := s.findDomain(ctx, r.domain)
-				if err != nil {
-					return err
-				}
-				app, err := s.findApp(ctx, appName)
-				if err != nil {
-					return err
-				}
-				route, err := s.findRoute(ctx, d.GUID, r)
+				_, app, route, err := s.findMapping(ctx, appName, r)
 				if err != nil {
 					return err
 				}
 				if route == nil {
 					return fmt.Errorf("%s does not exist.", r.describe())
 				}
-				for _, dest := range route.Destinations {
-					if dest.App.GUID == app.GUID && (dest.App.Process == nil || dest.App.Process.Type == "web") {
-						if _, err := s.api.call(ctx, "DELETE", "/v3/routes/"+route.GUID+"/destinations/"+dest.GUID, nil, nil); err != nil {
-							return err
-						}
-						s.ok()
-						return nil
+				if dest := webDestination(route, app.GUID); dest != nil {
+					if _, err := s.api.call(ctx, "DELETE", "/v3/routes/"+route.GUID+"/destinations/"+dest.GUID, nil, nil); err != nil {
+						return err
 					}
+					s.ok()
+					return nil
 				}
 				s.say("Route to be unmapped is not currently mapped to the application.")
 				s.ok()
