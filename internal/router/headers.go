@@ -57,19 +57,40 @@ func traceparent(in, reqID string) string {
 	copy(b[:], "00-")
 	if validTraceparent(in) {
 		copy(b[3:35], in[3:35])
-	} else {
-		n := 0
-		for i := 0; i < len(reqID) && n < 32; i++ {
-			if reqID[i] != '-' {
-				b[3+n] = lower(reqID[i])
-				n++
-			}
-		}
+	} else if !traceIDFrom(b[3:35], reqID) {
+		// A client may send a request id that gives no usable trace id (the
+		// nil UUID, or not hex): the trace then starts from random bits.
+		var id [16]byte
+		putUint64(id[:8], rand.Uint64())
+		putUint64(id[8:], rand.Uint64()|1)
+		hex.Encode(b[3:35], id[:])
 	}
 	b[35] = '-'
 	hex.Encode(b[36:52], span[:])
 	copy(b[52:], "-01")
 	return string(b[:])
+}
+
+// traceIDFrom fills dst (32 bytes) with the request id's hex digits and
+// reports whether they make a valid trace id: 32 lower-case hex digits, not all zero.
+func traceIDFrom(dst []byte, reqID string) bool {
+	n, zero := 0, true
+	for i := 0; i < len(reqID) && n < 32; i++ {
+		c := reqID[i]
+		if c == '-' {
+			continue
+		}
+		if !isHex(c) {
+			return false
+		}
+		c = lower(c)
+		if c != '0' {
+			zero = false
+		}
+		dst[n] = c
+		n++
+	}
+	return n == 32 && !zero
 }
 
 func lower(c byte) byte {

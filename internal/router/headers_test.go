@@ -10,13 +10,19 @@ func FuzzTraceparent(f *testing.F) {
 	f.Add("", "not a uuid")
 	f.Add("00-00000000000000000000000000000000-b7ad6b7169203331-01", "")
 	f.Add("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "ABCDEF00-2222-3333-4444-555555555555")
+	// CI's fuzzing found that the nil UUID gave an all-zero trace id.
+	f.Add("0", "00000000-0000-0000-0000-000000000000")
 	f.Fuzz(func(t *testing.T, in, reqID string) {
 		out := traceparent(in, reqID)
-		if isUUID(reqID) && !validTraceparent(out) {
+		if !validTraceparent(out) {
 			t.Fatalf("traceparent(%q, %q) = %q is not valid", in, reqID, out)
 		}
 		if validTraceparent(in) && out[3:35] != in[3:35] {
 			t.Fatalf("a valid trace id %q was not kept: %q", in, out)
+		}
+		if id := strings.ToLower(strings.ReplaceAll(reqID, "-", "")); !validTraceparent(in) && isUUID(reqID) &&
+			strings.Trim(id, "0") != "" && out[3:35] != id {
+			t.Fatalf("request id %q was not made the trace id: %q", reqID, out)
 		}
 		if len(out) != 55 {
 			t.Fatalf("traceparent is %d bytes: %q", len(out), out)
