@@ -74,7 +74,7 @@ func (f *foundationProc) adminPassword(t *testing.T) string {
 	if len(pass) < 16 {
 		t.Fatalf("admin password %q is too short", pass)
 	}
-	if n := strings.Count(f.up.logs(), pass); n != 1 {
+	if n := strings.Count(f.up.Logs(), pass); n != 1 {
 		t.Errorf("minicf up printed the admin password %d times, want once", n)
 	}
 	return pass
@@ -83,11 +83,11 @@ func (f *foundationProc) adminPassword(t *testing.T) string {
 // stopFoundation stops minicf up as an operator does and waits for it.
 func (f *foundationProc) stopFoundation(t *testing.T) {
 	t.Helper()
-	f.up.signal(syscall.SIGTERM)
-	if !f.up.waitExit(2 * time.Minute) {
+	f.up.Signal(t, syscall.SIGTERM)
+	if !f.up.WaitExit(2 * time.Minute) {
 		t.Fatal("minicf up did not stop within 2 minutes of SIGTERM")
 	}
-	if code := f.up.exitCode(); code != 0 {
+	if code := f.up.ExitCode(); code != 0 {
 		t.Errorf("minicf up exited with %d", code)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/testutil"
@@ -26,22 +27,22 @@ type diego struct {
 	bbsURL string
 	ca     *identity.CA
 	client *bbs.Client
-	bbs    *proc
-	cells  map[string]*proc
+	bbs    *harness.Proc
+	cells  map[string]*harness.Proc
 }
 
 func startDiego(t *testing.T, cells ...string) *diego {
 	t.Helper()
 	home := t.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
-	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*proc{}}
-	d.bbs = startProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
+	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
+	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}
+	d.bbs = suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
 		"--converge-interval", "1s", "--cell-ttl", "3s")
-	d.bbs.waitForMsg("bbs-listening", 1, 20*time.Second)
-	startProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
-		waitForMsg("auctioneer-started", 1, 20*time.Second)
+	d.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	suite.StartProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
+		WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
 	for i, id := range cells {
-		d.cells[id] = startProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
+		d.cells[id] = suite.StartProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
 			"--root", filepath.Join(home, "cells", id), "--port-range-start", strconv.Itoa(42000+i*500),
 			"--heartbeat-interval", "500ms", "--poll-interval", "2s", "--grace-period", "2s", "--proxy-reload-wait", "0s",
 			"--stop-instances")
@@ -123,7 +124,7 @@ func diegoApp(guid string, instances int32) *bbs.DesiredLRP {
 	return &bbs.DesiredLRP{
 		ProcessGUID: guid, Domain: bbs.DomainCFApps, Instances: instances, Ports: []uint32{8080},
 		LogGUID: "app-" + guid, MemoryMB: 64, DiskMB: 64,
-		Setup:           &bbs.DownloadAction{From: appDir, To: "/home/vcap/app"},
+		Setup:           &bbs.DownloadAction{From: suite.AppDir, To: "/home/vcap/app"},
 		Action:          &bbs.RunAction{Path: "/home/vcap/app/diegoapp", Dir: "/home/vcap/app"},
 		CheckDefinition: &bbs.CheckDefinition{Checks: []bbs.Check{{HTTPCheck: &bbs.HTTPCheck{Port: 8080, Path: "/"}}}},
 		Routes:          bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{guid + ".apps.localhost"}, Port: 8080}}),

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -20,7 +21,7 @@ import (
 type foundationProc struct {
 	home   string
 	router string
-	up     *proc
+	up     *harness.Proc
 	// status, bbs and trace are the router status, BBS and trace API
 	// addresses (trace_test.go).
 	status, bbs, trace string
@@ -29,19 +30,19 @@ type foundationProc struct {
 func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc {
 	t.Helper()
 	home := t.TempDir()
-	f := &foundationProc{home: home, router: "127.0.0.1:" + freePort(t), status: "127.0.0.1:" + freePort(t),
-		bbs: "127.0.0.1:" + freePort(t), trace: "127.0.0.1:" + freePort(t)}
+	f := &foundationProc{home: home, router: "127.0.0.1:" + harness.FreePort(t), status: "127.0.0.1:" + harness.FreePort(t),
+		bbs: "127.0.0.1:" + harness.FreePort(t), trace: "127.0.0.1:" + harness.FreePort(t)}
 	args := []string{"up", "--home", home, "--mode", mode, "--log-level", "info",
 		"--router", f.router, "--router-status", f.status,
-		"--api", "127.0.0.1:" + freePort(t), "--api-internal", "127.0.0.1:" + freePort(t),
-		"--nats", "127.0.0.1:" + freePort(t), "--bbs-listen", f.bbs,
-		"--auctioneer-listen", "127.0.0.1:" + freePort(t), "--trace", f.trace}
-	f.up = startProc(t, "minicf up ("+mode+")", append(args, extra...)...)
+		"--api", "127.0.0.1:" + harness.FreePort(t), "--api-internal", "127.0.0.1:" + harness.FreePort(t),
+		"--nats", "127.0.0.1:" + harness.FreePort(t), "--bbs-listen", f.bbs,
+		"--auctioneer-listen", "127.0.0.1:" + harness.FreePort(t), "--trace", f.trace}
+	f.up = suite.StartProc(t, "minicf up ("+mode+")", append(args, extra...)...)
 	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
-		if f.up.exited() {
-			t.Fatalf("minicf up exited (%s) before it was ready", f.up.state())
+		if f.up.Exited() {
+			t.Fatalf("minicf up exited (%s) before it was ready", f.up.State())
 		}
-		if !strings.Contains(f.up.logs(), "==> ready") {
+		if !strings.Contains(f.up.Logs(), "==> ready") {
 			return fmt.Errorf("minicf up is not ready")
 		}
 		return nil
@@ -52,8 +53,8 @@ func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc
 // cli runs a minicf CLI verb against the foundation and returns its output.
 func (f *foundationProc) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(minicfBin, args...)
-	cmd.Env = append(childEnv(), "MINICF_HOME="+f.home)
+	cmd := exec.Command(suite.Bin, args...)
+	cmd.Env = append(harness.ChildEnv(), "MINICF_HOME="+f.home)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("minicf %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -160,11 +161,11 @@ func runE2E(t *testing.T, f *foundationProc) {
 		t.Fatalf("routes after delete -r:\n%s", out)
 	}
 
-	f.up.signal(syscall.SIGTERM)
-	if !f.up.waitExit(2 * time.Minute) {
+	f.up.Signal(t, syscall.SIGTERM)
+	if !f.up.WaitExit(2 * time.Minute) {
 		t.Fatal("minicf up did not stop within 2 minutes of SIGTERM")
 	}
-	if code := f.up.exitCode(); code != 0 {
+	if code := f.up.ExitCode(); code != 0 {
 		t.Fatalf("minicf up exited with %d", code)
 	}
 	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
@@ -200,13 +201,13 @@ func TestDemo_PushesAndCurlsBothInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(minicfBin, "demo", "--exit", "--mode", "process", "--home", home,
-		"--router", "127.0.0.1:"+freePort(t), "--router-status", "127.0.0.1:"+freePort(t),
-		"--api", "127.0.0.1:"+freePort(t), "--api-internal", "127.0.0.1:"+freePort(t),
-		"--nats", "127.0.0.1:"+freePort(t), "--bbs-listen", "127.0.0.1:"+freePort(t),
-		"--auctioneer-listen", "127.0.0.1:"+freePort(t))
+	cmd := exec.Command(suite.Bin, "demo", "--exit", "--mode", "process", "--home", home,
+		"--router", "127.0.0.1:"+harness.FreePort(t), "--router-status", "127.0.0.1:"+harness.FreePort(t),
+		"--api", "127.0.0.1:"+harness.FreePort(t), "--api-internal", "127.0.0.1:"+harness.FreePort(t),
+		"--nats", "127.0.0.1:"+harness.FreePort(t), "--bbs-listen", "127.0.0.1:"+harness.FreePort(t),
+		"--auctioneer-listen", "127.0.0.1:"+harness.FreePort(t))
 	cmd.Dir = root
-	cmd.Env = childEnv()
+	cmd.Env = harness.ChildEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("minicf demo: %v\n%s", err, out)

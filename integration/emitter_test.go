@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/testutil"
@@ -36,14 +37,14 @@ type emitterWorld struct {
 	d       *diego
 	natsURL string // with credentials, as components take it
 	router  *routerProc
-	emitter *proc
+	emitter *harness.Proc
 }
 
 func startEmitterWorld(t *testing.T) *emitterWorld {
 	t.Helper()
 	requireRouteEmitterVerb(t)
 	d := startDiego(t, "cell-1")
-	port := freePort(t)
+	port := harness.FreePort(t)
 	startNATS(t, port)
 	w := &emitterWorld{d: d, natsURL: "nats://nats:nats@127.0.0.1:" + port}
 	w.router = startRouter(t, routerSpec{natsURL: w.natsURL, backendCA: foundationCAFile(d.home)})
@@ -59,7 +60,7 @@ func foundationCAFile(home string) string {
 // route-emitter verb.
 func requireRouteEmitterVerb(t testing.TB) {
 	t.Helper()
-	out, err := exec.Command(minicfBin, "route-emitter", "--help").CombinedOutput()
+	out, err := exec.Command(suite.Bin, "route-emitter", "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "minicf route-emitter") {
 		t.Fatalf("minicf has no route-emitter verb (register routeEmitterCommand() in cmd/minicf/main.go): %v\n%s", err, out)
 	}
@@ -67,12 +68,12 @@ func requireRouteEmitterVerb(t testing.TB) {
 
 // startRouteEmitter runs `minicf route-emitter` and waits until its first
 // sync is done and published.
-func startRouteEmitter(t testing.TB, d *diego, natsURL string, extra ...string) *proc {
+func startRouteEmitter(t testing.TB, d *diego, natsURL string, extra ...string) *harness.Proc {
 	t.Helper()
 	args := append([]string{"route-emitter", "--bbs", d.bbsURL, "--nats", natsURL, "--home", d.home,
 		"--log-level", "debug", "--metrics", "127.0.0.1:0"}, extra...)
-	p := startProc(t, "route-emitter", args...)
-	p.waitForMsg("route-emitter-started", 1, 30*time.Second)
+	p := suite.StartProc(t, "route-emitter", args...)
+	p.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
 	return p
 }
 
@@ -318,7 +319,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 		<-loopDone
 	})
 	killedAt := time.Now()
-	w.emitter.kill()
+	w.emitter.Kill(t)
 	// Requests keep succeeding while no emitter runs.
 	n := okCount.Load()
 	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
@@ -417,7 +418,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 		return nil
 	})
 	for _, msg := range []string{"router-greeted", "routes-synced", "route-registered", "route-unregistered"} {
-		if w.emitter.countMsg(msg) == 0 {
+		if w.emitter.CountMsg(msg) == 0 {
 			t.Errorf("the emitter never logged %s", msg)
 		}
 	}
@@ -425,9 +426,9 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 
 // emitterMetric reads an unlabelled series from the emitter's /metrics,
 // whose address it logged as metrics-listening.
-func emitterMetric(t testing.TB, p *proc, name string) float64 {
+func emitterMetric(t testing.TB, p *harness.Proc, name string) float64 {
 	t.Helper()
-	lines := p.linesWithMsg("metrics-listening")
+	lines := p.LinesWithMsg("metrics-listening")
 	if len(lines) == 0 {
 		t.Fatal("the emitter did not log metrics-listening")
 	}
@@ -494,7 +495,7 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 	}
 	requireRouteEmitterVerb(b)
 	d := startDiegoTB(b)
-	port := freePort(b)
+	port := harness.FreePort(b)
 	startNATS(b, port)
 	natsURL := "nats://nats:nats@127.0.0.1:" + port
 	r := startRouter(b, routerSpec{natsURL: natsURL, backendCA: foundationCAFile(d.home),
@@ -571,8 +572,8 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 		len(lat), pct(0.5), pct(0.9), pct(0.99), lat[len(lat)-1], lat[0])
 	b.Logf("RUNNING → router.register on NATS (BBS event + emitter + NATS) over %d: p50 %v, p90 %v, p99 %v, max %v",
 		len(toBus), pctOf(toBus, 0.5), pctOf(toBus, 0.9), pctOf(toBus, 0.99), pctOf(toBus, 1))
-	b.Logf("emitter: %d event-stream losses, %d syncs; load average %s", em.countMsg("bbs-event-stream-lost"),
-		em.countMsg("routes-synced"), loadAverage())
+	b.Logf("emitter: %d event-stream losses, %d syncs; load average %s", em.CountMsg("bbs-event-stream-lost"),
+		em.CountMsg("routes-synced"), loadAverage())
 	// The router's own view of the first part: since → endpoint in its table.
 	if sum, count := routerRegistrationLatency(b, r); count > 0 {
 		b.Logf("RUNNING → endpoint in the router's table (router metric, mean over %d): %v",
@@ -625,9 +626,9 @@ func useNonRaceBinary(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building minicf: %v\n%s", err, out)
 	}
-	prev := minicfBin
-	minicfBin = bin
-	b.Cleanup(func() { minicfBin = prev })
+	prev := suite.Bin
+	suite.Bin = bin
+	b.Cleanup(func() { suite.Bin = prev })
 }
 
 // startDiegoTB is startDiego for benchmarks: a BBS, an auctioneer and one
@@ -635,13 +636,13 @@ func useNonRaceBinary(b *testing.B) {
 func startDiegoTB(tb testing.TB) *diego {
 	tb.Helper()
 	home := tb.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+freePort(tb), "127.0.0.1:"+freePort(tb)
-	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*proc{}}
-	d.bbs = startProc(tb, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr)
-	d.bbs.waitForMsg("bbs-listening", 1, 20*time.Second)
-	startProc(tb, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
-		waitForMsg("auctioneer-started", 1, 20*time.Second)
-	d.cells["cell-1"] = startProc(tb, "cell-1", "cell", "--id", "cell-1", "--home", home, "--listen", "127.0.0.1:0",
+	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(tb), "127.0.0.1:"+harness.FreePort(tb)
+	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}
+	d.bbs = suite.StartProc(tb, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr)
+	d.bbs.WaitForMsg(tb, "bbs-listening", 1, 20*time.Second)
+	suite.StartProc(tb, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
+		WaitForMsg(tb, "auctioneer-started", 1, 20*time.Second)
+	d.cells["cell-1"] = suite.StartProc(tb, "cell-1", "cell", "--id", "cell-1", "--home", home, "--listen", "127.0.0.1:0",
 		"--bbs", d.bbsURL, "--root", filepath.Join(home, "cells", "cell-1"), "--port-range-start", "45000",
 		"--heartbeat-interval", "500ms", "--grace-period", "2s", "--proxy-reload-wait", "0s", "--stop-instances")
 	ca, err := identity.LoadOrCreate(filepath.Join(home, "identity"))

@@ -5,31 +5,18 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"testing"
+	"time"
 
-	"github.com/minicf/minicf/internal/testutil"
+	"github.com/minicf/minicf/integration/harness"
 )
 
-// minicfBin is the race-enabled binary TestMain builds once; appDir holds
-// the test app (diegoapp) the Diego tests run as an LRP.
-var minicfBin, appDir string
+// suite runs this suite's minicf processes; TestMain builds the
+// race-enabled binary (suite.Bin) and the test app (suite.AppDir, the
+// diegoapp the Diego tests run as an LRP) once.
+var suite = harness.Suite{Name: "integration", StopGrace: 5 * time.Second}
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "minicf-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if minicfBin, appDir, err = testutil.BuildBlackBox(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(suite.Main(m))
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/identity"
@@ -75,7 +76,7 @@ func claimNetns(t *testing.T) *garden.Network {
 // netnsDiego is a diego whose auctioneer the test can kill too.
 type netnsDiego struct {
 	*diego
-	auctioneer *proc
+	auctioneer *harness.Proc
 }
 
 // startNetnsDiego is startDiego with namespace-mode cells: cell-N is
@@ -83,15 +84,15 @@ type netnsDiego struct {
 func startNetnsDiego(t *testing.T, nw *garden.Network, routeIntegrity bool, cells ...string) *netnsDiego {
 	t.Helper()
 	home := t.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
-	d := &netnsDiego{diego: &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*proc{}}}
-	d.bbs = startProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
+	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
+	d := &netnsDiego{diego: &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}}
+	d.bbs = suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
 		"--converge-interval", "1s", "--cell-ttl", "3s")
-	d.bbs.waitForMsg("bbs-listening", 1, 20*time.Second)
-	d.auctioneer = startProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL)
-	d.auctioneer.waitForMsg("auctioneer-started", 1, 20*time.Second)
+	d.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	d.auctioneer = suite.StartProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL)
+	d.auctioneer.WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
 	for i, id := range cells {
-		d.cells[id] = startProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
+		d.cells[id] = suite.StartProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
 			"--root", filepath.Join(home, "cells", id),
 			"--mode", "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String(), "--index", strconv.Itoa(i+1),
 			"--route-integrity="+strconv.FormatBool(routeIntegrity),
@@ -242,8 +243,8 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 	// `minicf cell --stop-instances` takes its cell down on exit, and the
 	// last cell the bridge.
 	for _, id := range []string{"cell-1", "cell-2"} {
-		d.cells[id].stop()
-		if code := d.cells[id].exitCode(); code != 0 {
+		d.cells[id].Stop()
+		if code := d.cells[id].ExitCode(); code != 0 {
 			t.Errorf("%s exited with %d", id, code)
 		}
 	}
@@ -282,7 +283,7 @@ func TestNetns_RouteIntegrityOff(t *testing.T) {
 	if !strings.Contains(string(body), "instance "+a.InstanceGUID) {
 		t.Fatalf("answer %q", body)
 	}
-	if n := d.cells["cell-1"].countMsg("process-started"); n != 1 {
+	if n := d.cells["cell-1"].CountMsg("process-started"); n != 1 {
 		t.Fatalf("%d processes started, want the app alone (no sidecar)", n)
 	}
 	refuses(t, net.JoinHostPort(cellIP, "61001"))
@@ -312,8 +313,8 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 		}
 		return nil
 	})
-	for _, p := range []*proc{d.cells["cell-1"], d.cells["cell-2"], d.bbs, d.auctioneer} {
-		p.kill()
+	for _, p := range []*harness.Proc{d.cells["cell-1"], d.cells["cell-2"], d.bbs, d.auctioneer} {
+		p.Kill(t)
 	}
 	apps := processesUnder(d.home)
 	if len(apps) == 0 || len(garden.Leftovers(nw.Prefix)) == 0 {
@@ -323,8 +324,8 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 
 	down := func() string {
 		t.Helper()
-		cmd := exec.Command(minicfBin, "down", "--prefix", nw.Prefix, "--home", d.home)
-		cmd.Env = childEnv()
+		cmd := exec.Command(suite.Bin, "down", "--prefix", nw.Prefix, "--home", d.home)
+		cmd.Env = harness.ChildEnv()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			if strings.Contains(string(out), "unknown command") {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -140,7 +141,7 @@ func TestRouter_AttemptsAreCapped(t *testing.T) {
 		r := startRouter(t, routerSpec{config: map[string]any{"backends": map[string]any{"max_attempts": c.maxAttempts}}})
 		for host, dead := range c.dead {
 			for i := 0; i < dead; i++ {
-				r.bus.register(registryMessage{Host: "127.0.0.1", Port: closedPort(t), URIs: []string{host}})
+				r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{host}})
 			}
 			r.waitForEndpoints(t, host, dead)
 		}
@@ -152,7 +153,7 @@ func TestRouter_AttemptsAreCapped(t *testing.T) {
 			}
 			attempts := func() map[string]int {
 				per := map[string]int{}
-				for _, l := range r.linesWithMsg("backend-endpoint-failed") {
+				for _, l := range r.LinesWithMsg("backend-endpoint-failed") {
 					if strings.Contains(l, `"route":"`+host+`"`) {
 						per[endpointAttrRE.FindStringSubmatch(l)[1]]++
 					}
@@ -187,7 +188,7 @@ func TestRouter_DeadEndpointsAtPoolHeadAreSkipped(t *testing.T) {
 	// A 20s threshold makes the sit-out 5s, longer than the test.
 	r := startRouter(t, routerSpec{config: map[string]any{"droplet_stale_threshold": "20s"}})
 	for i := 0; i < 3; i++ {
-		r.bus.register(registryMessage{Host: "127.0.0.1", Port: closedPort(t), URIs: []string{"head.example.com"}})
+		r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{"head.example.com"}})
 	}
 	var live []*backend
 	for i := 0; i < 3; i++ {
@@ -339,7 +340,7 @@ func TestRouter_OutOfOrderUpdatesAreIgnored(t *testing.T) {
 	older := current
 	older.PrivateInstanceID, older.EndpointUpdatedAtNs = "instance-old", now-int64(time.Second)
 	r.bus.register(older)
-	r.waitForMsg("endpoint-update-ignored-older", 1, 2*time.Second)
+	r.WaitForMsg(t, "endpoint-update-ignored-older", 1, 2*time.Second)
 	r.get(t, "order.example.com", "/")
 	if got := app.last().header.Get("X-Cf-Instanceid"); got != "instance-new" {
 		t.Errorf("after an older registration the backend saw X-Cf-Instanceid %q, want instance-new", got)
@@ -368,7 +369,7 @@ func TestRouter_OutOfOrderUpdatesAreIgnored(t *testing.T) {
 // each reconnect, routes still served.
 func TestRouter_NATSFlapsAreSurvived(t *testing.T) {
 	t.Parallel()
-	natsPort := freePort(t)
+	natsPort := harness.FreePort(t)
 	natsProc := startNATS(t, natsPort)
 	r := startRouter(t, routerSpec{natsURL: "nats://nats:nats@127.0.0.1:" + natsPort})
 	app := newBackend(t, "flapper")
@@ -380,24 +381,24 @@ func TestRouter_NATSFlapsAreSurvived(t *testing.T) {
 
 	const flaps = 3
 	for i := 1; i <= flaps; i++ {
-		natsProc.kill()
-		r.waitForMsg("nats-connection-disconnected", i, 5*time.Second)
+		natsProc.Kill(t)
+		r.WaitForMsg(t, "nats-connection-disconnected", i, 5*time.Second)
 		natsProc = startNATS(t, natsPort)
-		r.waitForMsg("nats-connection-reconnected", i, 10*time.Second)
-		r.waitForMsg("router-start-published", i+1, 5*time.Second)
+		r.WaitForMsg(t, "nats-connection-reconnected", i, 10*time.Second)
+		r.WaitForMsg(t, "router-start-published", i+1, 5*time.Second)
 		if resp, err := r.tryGet("flap.example.com", "/"); err != nil || resp.status != http.StatusOK {
 			t.Errorf("after flap %d: %d %q (err %v)", i, resp.status, resp.routerError(), err)
 		}
 	}
-	if r.exited() {
-		t.Fatalf("router died during the flaps: %s", r.state())
+	if r.Exited() {
+		t.Fatalf("router died during the flaps: %s", r.State())
 	}
 	for msg, want := range map[string]int{
 		"nats-connection-disconnected": flaps,
 		"nats-connection-reconnected":  flaps,
 		"router-start-published":       flaps + 1,
 	} {
-		if got := r.countMsg(msg); got != want {
+		if got := r.CountMsg(msg); got != want {
 			t.Errorf("%d %s log lines after %d flaps, want %d", got, msg, flaps, want)
 		}
 	}

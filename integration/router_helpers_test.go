@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -68,7 +69,7 @@ type routerSpec struct {
 // routerProc is a running `minicf router` plus the test's view of it: a NATS
 // client on its bus and an HTTP client for its ports.
 type routerProc struct {
-	*proc
+	*harness.Proc
 	addr    string // proxy listener
 	status  string // /health, /routes, /metrics
 	natsURL string // the bus, without credentials
@@ -100,7 +101,7 @@ func tryStartRouter(t testing.TB, spec routerSpec) (*routerProc, error) {
 	cfg := baseRouterConfig()
 	natsURL := ""
 	if spec.natsURL == "" {
-		port := freePort(t)
+		port := harness.FreePort(t)
 		natsURL = "nats://127.0.0.1:" + port
 		cfg["nats"] = map[string]any{"embedded_listen": "127.0.0.1:" + port}
 	}
@@ -113,8 +114,8 @@ func tryStartRouter(t testing.TB, spec routerSpec) (*routerProc, error) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + freePort(t)
-	status := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + harness.FreePort(t)
+	status := "127.0.0.1:" + harness.FreePort(t)
 	args := []string{"router", "--config", path, "--listen", addr, "--status", status}
 	if spec.natsURL != "" {
 		args = append(args, "--nats", spec.natsURL)
@@ -124,19 +125,19 @@ func tryStartRouter(t testing.TB, spec routerSpec) (*routerProc, error) {
 		args = append(args, "--backend-ca", spec.backendCA)
 	}
 	started := time.Now()
-	p := startProc(t, "router", args...)
-	r := &routerProc{proc: p, addr: addr, status: status, natsURL: natsURL, started: started,
+	p := suite.StartProc(t, "router", args...)
+	r := &routerProc{Proc: p, addr: addr, status: status, natsURL: natsURL, started: started,
 		client: newHTTPClient(t)}
 
 	// Ready: the status port answers. Fail fast when the process dies.
 	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if p.waitExit(0) {
-			if strings.Contains(p.logs(), "address already in use") {
-				return nil, fmt.Errorf("%w: %s", errPortTaken, lastLine(p.logs()))
+		if p.WaitExit(0) {
+			if strings.Contains(p.Logs(), "address already in use") {
+				return nil, fmt.Errorf("%w: %s", errPortTaken, lastLine(p.Logs()))
 			}
-			return nil, fmt.Errorf("router exited during start-up (%s): %s", p.state(), p.logs())
+			return nil, fmt.Errorf("router exited during start-up (%s): %s", p.State(), p.Logs())
 		}
 		resp, err := probe.Get("http://" + status + "/is-process-alive-do-not-use-for-loadbalancing")
 		if err == nil {
@@ -275,7 +276,7 @@ func (r *routerProc) logBarrier(t testing.TB) {
 	marker := fmt.Sprintf("log-barrier-%d", time.Now().UnixNano())
 	r.bus.mustPublish("router.register", []byte(marker))
 	testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
-		if !strings.Contains(r.logs(), marker) {
+		if !strings.Contains(r.Logs(), marker) {
 			return fmt.Errorf("the router has not logged %s yet", marker)
 		}
 		return nil
@@ -402,14 +403,14 @@ func mustJSON(t testing.TB, v any) []byte {
 
 // startNATS runs `minicf nats` on 127.0.0.1:port and waits until it accepts
 // connections.
-func startNATS(t testing.TB, port string) *proc {
+func startNATS(t testing.TB, port string) *harness.Proc {
 	t.Helper()
-	p := startProc(t, "nats", "nats", "--listen", "127.0.0.1:"+port)
+	p := suite.StartProc(t, "nats", "nats", "--listen", "127.0.0.1:"+port)
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if p.exited() {
-			t.Fatalf("nats exited during start-up (%s)", p.state())
+		if p.Exited() {
+			t.Fatalf("nats exited during start-up (%s)", p.State())
 		}
-		if !strings.Contains(p.logs(), "nats listening on") {
+		if !strings.Contains(p.Logs(), "nats listening on") {
 			return errors.New("nats has not said it listens yet")
 		}
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -98,9 +99,9 @@ func TestRouter_RegisterRoutesWithGorouterHeaders(t *testing.T) {
 	if got := app.last().header.Get("X-Vcap-Request-Id"); !uuidRE.MatchString(got) {
 		t.Errorf("backend saw X-Vcap-Request-Id %q for a client's non-UUID id, want a fresh UUID", got)
 	}
-	r.waitForMsg("endpoint-registered", 1, time.Second)
-	if r.countMsg("endpoint-registered") != 1 {
-		t.Errorf("want one endpoint-registered log line, got %d", r.countMsg("endpoint-registered"))
+	r.WaitForMsg(t, "endpoint-registered", 1, time.Second)
+	if r.CountMsg("endpoint-registered") != 1 {
+		t.Errorf("want one endpoint-registered log line, got %d", r.CountMsg("endpoint-registered"))
 	}
 }
 
@@ -231,8 +232,8 @@ func TestRouter_TLSEndpointsAreNotPrunedByAge(t *testing.T) {
 	if len(eps) != 1 || !eps[0].TLS {
 		t.Errorf("/routes shows %+v, want one TLS endpoint", eps)
 	}
-	if r.countMsg("endpoint-pruned") != 0 {
-		t.Errorf("router logged endpoint-pruned: %v", r.linesWithMsg("endpoint-pruned"))
+	if r.CountMsg("endpoint-pruned") != 0 {
+		t.Errorf("router logged endpoint-pruned: %v", r.LinesWithMsg("endpoint-pruned"))
 	}
 	t.Logf("%d requests over %v, all 200", n, 3*staleThreshold)
 }
@@ -241,18 +242,18 @@ func TestRouter_TLSEndpointsAreNotPrunedByAge(t *testing.T) {
 // route, and the router announces itself again when the bus comes back.
 func TestRouter_NATSRestartKeepsRoutes(t *testing.T) {
 	t.Parallel()
-	natsPort := freePort(t)
+	natsPort := harness.FreePort(t)
 	natsProc := startNATS(t, natsPort)
 	r := startRouter(t, routerSpec{natsURL: "nats://nats:nats@127.0.0.1:" + natsPort})
 	app := newBackend(t, "survivor")
 	r.bus.register(app.reg("survivor.example.com"))
 	r.waitForStatus(t, "survivor.example.com", http.StatusOK, 2*time.Second)
-	if n := r.countMsg("router-start-published"); n != 1 {
+	if n := r.CountMsg("router-start-published"); n != 1 {
 		t.Fatalf("want 1 router-start-published line at start-up, got %d", n)
 	}
 
-	natsProc.kill()
-	r.waitForMsg("nats-connection-disconnected", 1, 5*time.Second)
+	natsProc.Kill(t)
+	r.WaitForMsg(t, "nats-connection-disconnected", 1, 5*time.Second)
 	down := time.Now()
 	n := 0
 	for time.Since(down) < 3*staleThreshold {
@@ -264,16 +265,16 @@ func TestRouter_NATSRestartKeepsRoutes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r.countMsg("prune-suspended") == 0 {
+	if r.CountMsg("prune-suspended") == 0 {
 		t.Error("router never logged prune-suspended while NATS was down")
 	}
 	t.Logf("%d requests over %v with NATS down, all 200", n, 3*staleThreshold)
 
 	startNATS(t, natsPort)
-	r.waitForMsg("nats-connection-reconnected", 1, 10*time.Second)
-	r.waitForMsg("router-start-published", 2, 5*time.Second)
+	r.WaitForMsg(t, "nats-connection-reconnected", 1, 10*time.Second)
+	r.WaitForMsg(t, "router-start-published", 2, 5*time.Second)
 	// The table survives the first prune cycle after the reconnect.
-	r.waitForMsg("prune-resumed", 1, 2*time.Second)
+	r.WaitForMsg(t, "prune-resumed", 1, 2*time.Second)
 	if resp := r.get(t, "survivor.example.com", "/"); resp.status != http.StatusOK {
 		t.Fatalf("after NATS came back: %d %q %q", resp.status, resp.body, resp.routerError())
 	}
@@ -352,7 +353,7 @@ func TestRouter_RouteIntegrityRejectsWrongInstance(t *testing.T) {
 	if eps := r.routes(t)["mixed.example.com"]; len(eps) != 1 || eps[0].Address != right.addr() {
 		t.Errorf("/routes shows %+v for mixed.example.com, want only %s", eps, right.addr())
 	}
-	r.waitForMsg("endpoint-pruned-after-failure", 2, time.Second)
+	r.WaitForMsg(t, "endpoint-pruned-after-failure", 2, time.Second)
 }
 
 // Case 6b: a certificate from another CA is 526; plaintext on a TLS port is 525.
@@ -405,7 +406,7 @@ func TestRouter_RetriesDeadEndpoint(t *testing.T) {
 	t.Parallel()
 	r := startRouter(t, routerSpec{})
 	live := newBackend(t, "live")
-	dead := closedPort(t)
+	dead := harness.ClosedPort(t)
 	r.bus.register(registryMessage{Host: "127.0.0.1", Port: dead, URIs: []string{"retry.example.com"}})
 	r.bus.register(live.reg("retry.example.com"))
 	testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
@@ -427,7 +428,7 @@ func TestRouter_RetriesDeadEndpoint(t *testing.T) {
 	before := live.hits.Load()
 	for i := 0; i < posts; i++ {
 		host := fmt.Sprintf("post-%d.example.com", i)
-		r.bus.register(registryMessage{Host: "127.0.0.1", Port: closedPort(t), URIs: []string{host}})
+		r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{host}})
 		r.bus.register(live.reg(host))
 	}
 	testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
@@ -439,7 +440,7 @@ func TestRouter_RetriesDeadEndpoint(t *testing.T) {
 		}
 		return nil
 	})
-	failedBefore := r.countMsg("backend-endpoint-failed")
+	failedBefore := r.CountMsg("backend-endpoint-failed")
 	for i := 0; i < posts; i++ {
 		body := make([]byte, 1024)
 		rand.Read(body)
@@ -461,15 +462,15 @@ func TestRouter_RetriesDeadEndpoint(t *testing.T) {
 	}
 	// The log reaches the test through a pipe, maybe after the responses.
 	testutil.CheckFor(t, time.Second, 10*time.Millisecond, func() error {
-		if r.countMsg("backend-endpoint-failed") == failedBefore {
+		if r.CountMsg("backend-endpoint-failed") == failedBefore {
 			return fmt.Errorf("no POST met a dead endpoint first; the retry path was not exercised")
 		}
 		return nil
 	})
-	t.Logf("%d of %d POSTs were retried after a dial error", r.countMsg("backend-endpoint-failed")-failedBefore, posts)
+	t.Logf("%d of %d POSTs were retried after a dial error", r.CountMsg("backend-endpoint-failed")-failedBefore, posts)
 
 	// A route with only a dead endpoint is a 502.
-	r.bus.register(registryMessage{Host: "127.0.0.1", Port: closedPort(t), URIs: []string{"dead.example.com"}})
+	r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{"dead.example.com"}})
 	resp := r.waitForStatus(t, "dead.example.com", http.StatusBadGateway, 2*time.Second)
 	if !strings.HasPrefix(resp.routerError(), "endpoint_failure") {
 		t.Errorf("X-Cf-Routererror %q, want endpoint_failure (...)", resp.routerError())
@@ -510,7 +511,7 @@ func TestRouter_DrainOnSIGUSR1(t *testing.T) {
 		t.Fatal("the slow request never reached the backend")
 	}
 	signalled := time.Now()
-	r.signal(syscall.SIGUSR1)
+	r.Signal(t, syscall.SIGUSR1)
 
 	testutil.CheckFor(t, 300*time.Millisecond, 5*time.Millisecond, func() error {
 		if code, _ := r.statusGet(t, "/health"); code != http.StatusServiceUnavailable {
@@ -533,11 +534,11 @@ func TestRouter_DrainOnSIGUSR1(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the in-flight request never completed")
 	}
-	if !r.waitExit(5 * time.Second) {
+	if !r.WaitExit(5 * time.Second) {
 		t.Fatal("router still running 5s after SIGUSR1 (drain_wait 500ms, drain_timeout 2s)")
 	}
 	took := time.Since(signalled)
-	if code := r.exitCode(); code != 0 {
+	if code := r.ExitCode(); code != 0 {
 		t.Errorf("router exited with %d after the drain, want 0", code)
 	}
 	if took < 500*time.Millisecond {
@@ -671,7 +672,7 @@ func TestRouter_InvalidBusMessagesAreDropped(t *testing.T) {
 	r.bus.register(app.reg("steady.example.com"))
 	r.waitForStatus(t, "steady.example.com", http.StatusOK, 2*time.Second)
 
-	before := r.countMsg("validation-error")
+	before := r.CountMsg("validation-error")
 	r.bus.mustPublish("router.register", []byte(`{"host": "127.0.0.1", "port": 80, "uris": [`))
 	r.bus.mustPublish("router.register", []byte(`{"port": 8080, "uris": ["nohost.example.com"]}`))
 	r.bus.mustPublish("router.unregister", []byte(`not json at all`))
@@ -681,14 +682,14 @@ func TestRouter_InvalidBusMessagesAreDropped(t *testing.T) {
 		t.Fatalf("the oversized message is only %d bytes", len(oversized))
 	}
 	r.bus.mustPublish("router.register", oversized)
-	r.waitForMsg("validation-error", before+4, 2*time.Second)
-	lines := r.linesWithMsg("validation-error")
+	r.WaitForMsg(t, "validation-error", before+4, 2*time.Second)
+	lines := r.LinesWithMsg("validation-error")
 	if last := lines[len(lines)-1]; !strings.Contains(last, "bytes") {
 		t.Errorf("the oversized message's validation-error does not mention its size: %s", last)
 	}
 
-	if r.exited() {
-		t.Fatalf("router exited after bad messages: %s", r.state())
+	if r.Exited() {
+		t.Fatalf("router exited after bad messages: %s", r.State())
 	}
 	for _, host := range []string{"nohost.example.com", "big.example.com"} {
 		if resp := r.get(t, host, "/"); resp.status != http.StatusNotFound {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/trace"
 )
@@ -41,7 +42,7 @@ func TestTrace_PushThenTraceInNamespaceMode(t *testing.T) {
 // requireTraceVerb fails at once when the binary has no trace verb.
 func requireTraceVerb(t *testing.T) {
 	t.Helper()
-	if out, err := exec.Command(minicfBin, "trace", "--help").CombinedOutput(); err != nil {
+	if out, err := exec.Command(suite.Bin, "trace", "--help").CombinedOutput(); err != nil {
 		t.Fatalf("minicf has no trace verb (cmd/minicf/main.go must add traceCommand() to the root command): %v\n%s", err, out)
 	}
 }
@@ -50,8 +51,8 @@ func requireTraceVerb(t *testing.T) {
 // standard output alone.
 func (f *foundationProc) stdout(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(minicfBin, args...)
-	cmd.Env = append(childEnv(), "MINICF_HOME="+f.home)
+	cmd := exec.Command(suite.Bin, args...)
+	cmd.Env = append(harness.ChildEnv(), "MINICF_HOME="+f.home)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -62,7 +63,7 @@ func (f *foundationProc) stdout(t *testing.T, args ...string) []byte {
 }
 
 func runTrace(t *testing.T, f *foundationProc, nw *garden.Network) {
-	if !strings.Contains(f.up.logs(), "trace:      http://"+f.trace) {
+	if !strings.Contains(f.up.Logs(), "trace:      http://"+f.trace) {
 		t.Fatalf("minicf up does not print the trace API %s in its info block", f.trace)
 	}
 	if out := f.cli(t, "push", "hello", "-p", examplesDir(t)); !strings.Contains(out, "hello.apps.localhost") {
@@ -245,8 +246,8 @@ func runTrace(t *testing.T, f *foundationProc, nw *garden.Network) {
 	}
 	t.Logf("minicf trace %s:\n%s", route, text)
 
-	f.up.signal(syscall.SIGTERM)
-	if !f.up.waitExit(2 * time.Minute) {
+	f.up.Signal(t, syscall.SIGTERM)
+	if !f.up.WaitExit(2 * time.Minute) {
 		t.Fatal("minicf up did not stop within 2 minutes of SIGTERM")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/testutil"
@@ -35,22 +36,22 @@ import (
 func TestFaults_BadInput(t *testing.T) {
 	t.Parallel()
 	home := t.TempDir()
-	natsPort := freePort(t)
+	natsPort := harness.FreePort(t)
 	natsProc := startNATS(t, natsPort)
 	natsURL := "nats://nats:nats@127.0.0.1:" + natsPort
-	bbsAddr := "127.0.0.1:" + freePort(t)
-	bbsProc := startProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "",
+	bbsAddr := "127.0.0.1:" + harness.FreePort(t)
+	bbsProc := suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "",
 		"--converge-interval", "1s", "--cell-ttl", "3s")
-	bbsProc.waitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	bbsProc.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
 	r := startRouter(t, routerSpec{natsURL: natsURL, backendCA: filepath.Join(home, "identity", identity.CACertFile)})
-	emitter := startProc(t, "route-emitter", "route-emitter", "--bbs", "https://"+bbsAddr, "--nats", natsURL,
+	emitter := suite.StartProc(t, "route-emitter", "route-emitter", "--bbs", "https://"+bbsAddr, "--nats", natsURL,
 		"--home", home, "--sync-interval", "2s")
-	emitter.waitForMsg(t, "route-emitter-started", 1, 30*time.Second)
-	ccAddr := "127.0.0.1:" + freePort(t)
+	emitter.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
+	ccAddr := "127.0.0.1:" + harness.FreePort(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	ccProc := startProc(t, "cc", "cc", "--listen", ccAddr, "--internal-listen", "127.0.0.1:"+freePort(t),
+	ccProc := suite.StartProc(t, "cc", "cc", "--listen", ccAddr, "--internal-listen", "127.0.0.1:"+harness.FreePort(t),
 		"--bbs", "https://"+bbsAddr, "--nats", natsURL, "--home", home, "--admin-token-file", tokenFile)
-	ccProc.waitForMsg(t, "cc-listening", 1, 30*time.Second)
+	ccProc.WaitForMsg(t, "cc-listening", 1, 30*time.Second)
 	var token string
 	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		b, err := os.ReadFile(tokenFile)
@@ -60,7 +61,7 @@ func TestFaults_BadInput(t *testing.T) {
 		}
 		return nil
 	})
-	procs := []*proc{natsProc, bbsProc, r.proc, emitter, ccProc}
+	procs := []*harness.Proc{natsProc, bbsProc, r.Proc, emitter, ccProc}
 
 	ca, err := identity.LoadOrCreate(filepath.Join(home, "identity"))
 	if err != nil {
@@ -156,7 +157,7 @@ func TestFaults_BadInput(t *testing.T) {
 	loris("CC", ccAddr, nil, 5, 10*time.Second)
 
 	t.Run("NATS", func(t *testing.T) {
-		invalid := r.countMsg("validation-error")
+		invalid := r.CountMsg("validation-error")
 		bad := [][2]string{
 			{"router.register", `{"host": "127.0.0.1", "port": 80, "uris": [`},
 			{"router.register", `not json at all`},
@@ -180,13 +181,13 @@ func TestFaults_BadInput(t *testing.T) {
 		for _, m := range bad {
 			r.bus.mustPublish(m[0], []byte(m[1]))
 		}
-		r.waitForMsg(t, "validation-error", invalid+len(bad), 5*time.Second)
+		r.WaitForMsg(t, "validation-error", invalid+len(bad), 5*time.Second)
 		// router.start and router.greet with garbage: the emitter says so
 		// and carries on; the router still answers greetings.
-		startInvalid := emitter.countMsg("router-start-invalid")
+		startInvalid := emitter.CountMsg("router-start-invalid")
 		r.bus.mustPublish("router.start", []byte(`{"id": 7, "minimumRegisterIntervalInSeconds": "soon"`))
 		r.bus.mustPublish("router.greet", []byte(strings.Repeat("\x00garbage", 1000)))
-		emitter.waitForMsg(t, "router-start-invalid", startInvalid+1, 5*time.Second)
+		emitter.WaitForMsg(t, "router-start-invalid", startInvalid+1, 5*time.Second)
 		if _, err := r.bus.nc.Request("router.greet", []byte("??"), 2*time.Second); err != nil {
 			t.Errorf("router.greet with a garbage body got no reply: %v", err)
 		}
@@ -198,7 +199,7 @@ func TestFaults_BadInput(t *testing.T) {
 		if _, err := r.bus.nc.Request("router.greet", nil, 2*time.Second); err != nil {
 			t.Errorf("after the bad messages the router does not answer router.greet: %v", err)
 		}
-		t.Logf("%d invalid registry messages: %d validation-error lines from the router", len(bad), r.countMsg("validation-error")-invalid)
+		t.Logf("%d invalid registry messages: %d validation-error lines from the router", len(bad), r.CountMsg("validation-error")-invalid)
 	})
 
 	t.Run("router", func(t *testing.T) {
@@ -351,7 +352,7 @@ func TestFaults_BadInput(t *testing.T) {
 	l.waitProgress(t, 20, 5*time.Second)
 	l.expectClean(t)
 	for _, p := range procs {
-		p.alive(t)
+		p.Alive(t)
 	}
 	if after := stored(); after != before {
 		t.Errorf("bad input changed what is stored:\nbefore:\n%s\nafter:\n%s", before, after)

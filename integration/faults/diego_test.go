@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/testutil"
@@ -159,10 +160,10 @@ func natsRestart(t *testing.T, w *world) {
 	w.baseline(t)
 	l := w.webLoad(t, "NATS killed and restarted")
 	l.waitProgress(t, 20, 5*time.Second)
-	disconnects := w.router.countMsg("nats-connection-disconnected")
+	disconnects := w.router.CountMsg("nats-connection-disconnected")
 	killed := time.Now()
-	w.nats.kill(t)
-	w.router.waitForMsg(t, "nats-connection-disconnected", disconnects+1, 5*time.Second)
+	w.nats.Kill(t)
+	w.router.WaitForMsg(t, "nats-connection-disconnected", disconnects+1, 5*time.Second)
 	// While the bus is down, instance 0 is restarted (its unregister and its
 	// replacement's register go nowhere, or into a client's reconnect
 	// buffer) and a third instance starts.
@@ -192,7 +193,7 @@ func natsRestart(t *testing.T, w *world) {
 	}
 	l.waitProgress(t, 20, 5*time.Second)
 	truth := runningGuids(w.mustActuals(t, webApp))
-	w.nats = w.nats.respawn(t)
+	w.nats = w.nats.Respawn(t)
 	startNATSWait(t, w.nats, w.natsPort)
 	back := time.Now()
 	var took time.Duration
@@ -215,13 +216,13 @@ func natsRestart(t *testing.T, w *world) {
 }
 
 // startNATSWait waits for a respawned `minicf nats` to accept connections.
-func startNATSWait(t testing.TB, p *proc, port string) {
+func startNATSWait(t testing.TB, p *harness.Proc, port string) {
 	t.Helper()
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if p.exited() {
-			t.Fatalf("nats exited during start-up (%s): %s", p.state(), p.logs())
+		if p.Exited() {
+			t.Fatalf("nats exited during start-up (%s): %s", p.State(), p.Logs())
 		}
-		if !strings.Contains(p.logs(), "nats listening on") {
+		if !strings.Contains(p.Logs(), "nats listening on") {
 			return fmt.Errorf("nats has not said it listens yet")
 		}
 		return nil
@@ -242,13 +243,13 @@ func emitterRestart(t *testing.T, w *world) {
 	l := w.webLoad(t, "route emitter killed and restarted")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
-	w.emitter.kill(t)
+	w.emitter.Kill(t)
 	// Longer than a heartbeat and the stale threshold without an emitter.
 	time.Sleep(3500 * time.Millisecond)
 	l.waitProgress(t, 20, 5*time.Second)
 	restarted := time.Now()
-	w.emitter = w.emitter.respawn(t)
-	w.emitter.waitForMsg(t, "route-emitter-started", 1, 30*time.Second)
+	w.emitter = w.emitter.Respawn(t)
+	w.emitter.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
 	up := time.Now()
 	testutil.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		for _, h := range hosts {
@@ -292,11 +293,11 @@ func bbsRestart(t *testing.T, w *world) {
 	l := w.webLoad(t, "BBS killed and restarted")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
-	w.bbs.kill(t)
+	w.bbs.Kill(t)
 	time.Sleep(time.Second)
 	l.waitProgress(t, 20, 5*time.Second)
-	w.bbs = w.bbs.respawn(t)
-	w.bbs.waitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	w.bbs = w.bbs.Respawn(t)
+	w.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
 	t.Logf("BBS down %v", time.Since(killed).Round(time.Millisecond))
 	// Give a wrong convergence every chance to happen (the cells' TTL and
 	// two convergence rounds), watching for instances that are no longer
@@ -350,8 +351,8 @@ func bbsRestart(t *testing.T, w *world) {
 				old, lastAlive[old].Sub(goneAt[old]).Round(time.Millisecond))
 		}
 	}
-	if n := w.bbs.countMsg("convergence-changed-lrps"); n > 0 {
-		t.Logf("the restarted BBS's convergence changed LRPs: %v", w.bbs.linesWithMsg("convergence-changed-lrps"))
+	if n := w.bbs.CountMsg("convergence-changed-lrps"); n > 0 {
+		t.Logf("the restarted BBS's convergence changed LRPs: %v", w.bbs.LinesWithMsg("convergence-changed-lrps"))
 	}
 	// The emitter follows the new BBS: a new route reaches the router.
 	extra := "web-again.apps.localhost"
@@ -404,13 +405,13 @@ func repRestart(t *testing.T, w *world) {
 	l := w.webLoad(t, "rep killed and restarted at once")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
-	w.cells[victim].kill(t)
-	w.cells[victim] = w.cells[victim].respawn(t)
-	w.cells[victim].waitForMsg(t, "rep-started", 1, 30*time.Second)
+	w.cells[victim].Kill(t)
+	w.cells[victim] = w.cells[victim].Respawn(t)
+	w.cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
 	t.Logf("%s's rep down %v (it ran %d instances)", victim, time.Since(killed).Round(time.Millisecond), len(onVictim))
-	if n := w.cells[victim].countMsg("reconcile-adopted"); n != len(onVictim) {
+	if n := w.cells[victim].CountMsg("reconcile-adopted"); n != len(onVictim) {
 		t.Errorf("the new rep adopted %d instances, want the %d that ran on %s: %v", n, len(onVictim), victim,
-			w.cells[victim].linesWithMsg("reconcile-adopted"))
+			w.cells[victim].LinesWithMsg("reconcile-adopted"))
 	}
 	// Two reconcile rounds and a convergence later, nothing has changed.
 	deadline := time.Now().Add(2*repPollInterval + convergeInterval)
@@ -437,7 +438,7 @@ func repRestart(t *testing.T, w *world) {
 	l = w.webLoad(t, "rep away longer than the cell TTL")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed = time.Now()
-	w.cells[victim].kill(t)
+	w.cells[victim].Kill(t)
 	testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		for _, g := range []string{webApp, otherApp} {
 			list, err := w.actuals(g)
@@ -457,8 +458,8 @@ func repRestart(t *testing.T, w *world) {
 	})
 	replaced := time.Since(killed)
 	restarted := time.Now()
-	w.cells[victim] = w.cells[victim].respawn(t)
-	w.cells[victim].waitForMsg(t, "rep-started", 1, 30*time.Second)
+	w.cells[victim] = w.cells[victim].Respawn(t)
+	w.cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
 	after, _ := snapshot()
 	var gone time.Duration
 	testutil.CheckFor(t, 2*repPollInterval+gracePeriod+5*time.Second, 50*time.Millisecond, func() error {
@@ -472,7 +473,7 @@ func repRestart(t *testing.T, w *world) {
 	})
 	t.Logf("%s's rep away: its %d instances replaced on the other cell after %v; the restarted rep removed the old ones %v after its start",
 		victim, len(onVictim), replaced.Round(time.Millisecond), gone.Round(time.Millisecond))
-	if n := w.cells[victim].countMsg("reconcile-adopted"); n != 0 {
+	if n := w.cells[victim].CountMsg("reconcile-adopted"); n != 0 {
 		t.Errorf("the restarted rep adopted %d instances the BBS had already replaced", n)
 	}
 	w.checkNoDuplicates(t, after, onVictim)
@@ -536,7 +537,7 @@ func cellLost(t *testing.T, w *world) {
 	if out, err := exec.Command("ip", "netns", "delete", w.nw.CellNS(n)).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns delete %s: %v\n%s", w.nw.CellNS(n), err, out)
 	}
-	w.cells[victim].kill(t)
+	w.cells[victim].Kill(t)
 	// Both are watched together: when the instances run again elsewhere,
 	// and when the router no longer has an endpoint on the lost cell.
 	var replacedAt, routerCleanAt time.Time

@@ -80,8 +80,8 @@ func TestFaults_RouterDrainUnderLoad(t *testing.T) {
 	}()
 
 	signalled := time.Now()
-	r.signal(t, syscall.SIGUSR1)
-	if !r.waitExit(drainWait + 5*time.Second) {
+	r.Signal(t, syscall.SIGUSR1)
+	if !r.WaitExit(drainWait + 5*time.Second) {
 		t.Fatalf("the router still runs %v after SIGUSR1", drainWait+5*time.Second)
 	}
 	exited := time.Now()
@@ -94,7 +94,7 @@ func TestFaults_RouterDrainUnderLoad(t *testing.T) {
 
 	t.Logf("SIGUSR1 → /health 503 after %v, first refused connection after %v, exit after %v (code %d)",
 		nsSince(signalled, firstUnhealthy.Load()), nsSince(signalled, fast.firstRefused.Load()),
-		exited.Sub(signalled).Round(time.Millisecond), r.exitCode())
+		exited.Sub(signalled).Round(time.Millisecond), r.ExitCode())
 	for _, l := range []*load{fast, slow} {
 		if n := l.failed.Load(); n > 0 {
 			t.Errorf("%s: %d requests were lost (accepted by the draining router and not answered with a 200)", l.name, n)
@@ -118,7 +118,7 @@ func TestFaults_RouterDrainUnderLoad(t *testing.T) {
 	if fast.refused.Load() == 0 {
 		t.Error("no connection was refused after the router exited: the load did not run through the drain")
 	}
-	if code := r.exitCode(); code != 0 {
+	if code := r.ExitCode(); code != 0 {
 		t.Errorf("the router exited with %d after the drain, want 0", code)
 	}
 }

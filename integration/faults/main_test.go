@@ -8,36 +8,27 @@
 // figures with t.Logf and asserts on them. A case that finds a bug fails; it
 // is never skipped.
 //
-// The helpers are adapted from integration/*_test.go (test files cannot be
-// imported across packages).
+// Its processes come from integration/harness, shared with the integration
+// suite; the other helpers are adapted from integration/*_test.go (test
+// files cannot be imported across packages).
 package faults
 
 import (
-	"fmt"
 	"os"
 	"testing"
+	"time"
 
-	"github.com/minicf/minicf/internal/testutil"
+	"github.com/minicf/minicf/integration/harness"
 )
 
-// minicfBin is the race-enabled binary TestMain builds once; appDir holds
-// the test app (integration/testdata/diegoapp) the Diego cases run as LRPs.
-var minicfBin, appDir string
+// suite runs this suite's minicf processes; TestMain builds the
+// race-enabled binary (suite.Bin) and the test app (suite.AppDir,
+// integration/testdata/diegoapp, the Diego cases' LRPs) once. Every case
+// stops several processes, some of them under load: each gets 10 s to
+// exit. FAULTS_LOGS=1 prints every process's output, not only a failed
+// case's.
+var suite = harness.Suite{Name: "faults", StopGrace: 10 * time.Second, ShowLogs: os.Getenv("FAULTS_LOGS") == "1"}
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "minicf-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if minicfBin, appDir, err = testutil.BuildBlackBox(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(suite.Main(m))
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/garden"
 	"github.com/minicf/minicf/internal/identity"
@@ -57,11 +58,11 @@ type world struct {
 	bbsURL    string
 	natsPort  string
 	natsURL   string // with credentials, as components take it
-	bbs       *proc
-	auc       *proc
-	nats      *proc
-	emitter   *proc
-	cells     map[string]*proc
+	bbs       *harness.Proc
+	auc       *harness.Proc
+	nats      *harness.Proc
+	emitter   *harness.Proc
+	cells     map[string]*harness.Proc
 	router    *routerProc
 	client    *bbs.Client
 	ca        *identity.CA
@@ -114,7 +115,7 @@ func claimNetns(t *testing.T) *garden.Network {
 
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, home: t.TempDir(), cells: map[string]*proc{}, mode: garden.ModeProcess}
+	w := &world{t: t, home: t.TempDir(), cells: map[string]*harness.Proc{}, mode: garden.ModeProcess}
 	// Registered first, so it runs last: after every process of the world
 	// has stopped (and, in namespace mode, after Down), nothing of its
 	// containers may run. A case that failed half-way may leave some; they
@@ -135,13 +136,13 @@ func startWorld(t *testing.T) *world {
 	} else {
 		t.Logf("process mode: %s", garden.Preflight())
 	}
-	bbsAddr, aucAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
 	w.bbsURL = "https://" + bbsAddr
-	w.bbs = startProc(t, "bbs", "bbs", "--home", w.home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
+	w.bbs = suite.StartProc(t, "bbs", "bbs", "--home", w.home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
 		"--converge-interval", convergeInterval.String(), "--cell-ttl", cellTTL.String())
-	w.bbs.waitForMsg(t, "bbs-listening", 1, 20*time.Second)
-	w.auc = startProc(t, "auctioneer", "auctioneer", "--home", w.home, "--listen", aucAddr, "--bbs", w.bbsURL)
-	w.auc.waitForMsg(t, "auctioneer-started", 1, 20*time.Second)
+	w.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	w.auc = suite.StartProc(t, "auctioneer", "auctioneer", "--home", w.home, "--listen", aucAddr, "--bbs", w.bbsURL)
+	w.auc.WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
 	for i := 1; i <= 2; i++ {
 		id := "cell-" + strconv.Itoa(i)
 		args := []string{"cell", "--id", id, "--home", w.home, "--listen", "127.0.0.1:0", "--bbs", w.bbsURL,
@@ -154,7 +155,7 @@ func startWorld(t *testing.T) *world {
 		} else {
 			args = append(args, "--port-range-start", strconv.Itoa(47000+i*500))
 		}
-		w.cells[id] = startProc(t, id, args...)
+		w.cells[id] = suite.StartProc(t, id, args...)
 	}
 	ca, err := identity.LoadOrCreate(filepath.Join(w.home, "identity"))
 	if err != nil {
@@ -179,7 +180,7 @@ func startWorld(t *testing.T) *world {
 		}
 		return nil
 	})
-	w.natsPort = freePort(t)
+	w.natsPort = harness.FreePort(t)
 	w.nats = startNATS(t, w.natsPort)
 	w.natsURL = "nats://nats:nats@127.0.0.1:" + w.natsPort
 	w.router = startRouter(t, routerSpec{natsURL: w.natsURL, backendCA: filepath.Join(w.home, "identity", identity.CACertFile)})
@@ -198,11 +199,11 @@ func startWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) startEmitter(t testing.TB) *proc {
+func (w *world) startEmitter(t testing.TB) *harness.Proc {
 	t.Helper()
-	p := startProc(t, "route-emitter", "route-emitter", "--bbs", w.bbsURL, "--nats", w.natsURL, "--home", w.home,
+	p := suite.StartProc(t, "route-emitter", "route-emitter", "--bbs", w.bbsURL, "--nats", w.natsURL, "--home", w.home,
 		"--log-level", "debug", "--sync-interval", emitterSyncPeriod.String())
-	p.waitForMsg(t, "route-emitter-started", 1, 30*time.Second)
+	p.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
 	return p
 }
 
@@ -210,7 +211,7 @@ func diegoApp(guid string, instances int32) *bbs.DesiredLRP {
 	return &bbs.DesiredLRP{
 		ProcessGUID: guid, Domain: bbs.DomainCFApps, Instances: instances, Ports: []uint32{8080},
 		LogGUID: "app-" + guid, MemoryMB: 64, DiskMB: 64,
-		Setup:           &bbs.DownloadAction{From: appDir, To: "/home/vcap/app"},
+		Setup:           &bbs.DownloadAction{From: suite.AppDir, To: "/home/vcap/app"},
 		Action:          &bbs.RunAction{Path: "/home/vcap/app/diegoapp", Dir: "/home/vcap/app"},
 		CheckDefinition: &bbs.CheckDefinition{Checks: []bbs.Check{{HTTPCheck: &bbs.HTTPCheck{Port: 8080, Path: "/"}}}},
 		Routes:          bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{appHost(guid)}, Port: 8080}}),
