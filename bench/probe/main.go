@@ -7,7 +7,7 @@
 //
 // prints
 //
-//	probe host=m1.apps.localhost want=200 exit=0 wall_ms=31.204 start_to_want_ms=38.957 return_to_want_ms=7.753 already=0 probes=34 first_status=404 window_ms=1.312 conns=1 start_us=... return_us=... want_us=...
+//	probe host=m1.apps.localhost want=200 exit=0 wall_ms=31.204 start_to_want_ms=38.957 return_to_want_ms=7.753 already=0 probes=34 first_status=404 window_ms=1.312 rtt_ms=0.402 conns=1 start_us=... return_us=... want_us=...
 //
 // bench/push.sh times push, map-route and unmap-route with it. A curl per
 // probe costs a fork and a TCP connection, 15-40 ms on a busy 2-core
@@ -29,6 +29,9 @@
 //	window_ms          from the last unwanted probe's send to the wanted one's
 //	                   answer: the change happened in this window ("-" when the
 //	                   first probe was already wanted)
+//	rtt_ms             the wanted probe's own round trip, the part of the window
+//	                   after the router could have seen the change (a new
+//	                   route's first request may open a connection to the app)
 //	conns              TCP connections opened (1 unless the router closed one)
 //	start_us, return_us, want_us  the same instants on the wall clock, to
 //	                   compare with other clocks of the host (the BBS's since)
@@ -93,6 +96,7 @@ type result struct {
 	start       time.Time
 	returned    time.Time
 	wantAt      time.Time // zero: never
+	wantSent    time.Time // when the wanted probe was sent
 	probes      int
 	firstStatus int
 	lastMissAt  time.Time // send time of the last unwanted probe; zero: none
@@ -132,10 +136,11 @@ func (r *result) line() string {
 			"already="+already,
 			"probes="+strconv.Itoa(r.probes),
 			"first_status="+strconv.Itoa(r.firstStatus),
-			"window_ms="+window)
+			"window_ms="+window,
+			"rtt_ms="+msOf(r.wantAt.Sub(r.wantSent)))
 	} else {
 		f = append(f, "start_to_want_ms=-", "return_to_want_ms=-", "already=-",
-			"probes="+strconv.Itoa(r.probes), "first_status="+strconv.Itoa(r.firstStatus), "window_ms=-")
+			"probes="+strconv.Itoa(r.probes), "first_status="+strconv.Itoa(r.firstStatus), "window_ms=-", "rtt_ms=-")
 	}
 	f = append(f, "conns="+strconv.FormatInt(r.conns, 10),
 		"start_us="+strconv.FormatInt(r.start.UnixMicro(), 10),
@@ -302,7 +307,7 @@ func (p *prober) loop(ctx context.Context, res *result, mu *sync.Mutex, returned
 		}
 		res.lastBody = body
 		if ok {
-			res.wantAt = at
+			res.wantAt, res.wantSent = at, sent
 			mu.Unlock()
 			return
 		}

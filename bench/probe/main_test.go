@@ -160,8 +160,13 @@ func TestWantedAfterReturn(t *testing.T) {
 		t.Errorf("Host header %q, want m1.apps.localhost", h)
 	}
 	f := fields(t, res.line())
-	if f["already"] != "0" || f["exit"] != "0" || f["want"] != "200" || f["first_status"] != "404" || f["window_ms"] == "-" {
+	if f["already"] != "0" || f["exit"] != "0" || f["want"] != "200" || f["first_status"] != "404" || f["window_ms"] == "-" || f["rtt_ms"] == "-" {
 		t.Errorf("line %q: want already=0 exit=0 want=200 first_status=404 and a window", res.line())
+	}
+	window, _ := strconv.ParseFloat(f["window_ms"], 64)
+	rtt, _ := strconv.ParseFloat(f["rtt_ms"], 64)
+	if rtt <= 0 || rtt > window {
+		t.Errorf("rtt_ms %v not within window_ms %v", rtt, window)
 	}
 	ret, _ := strconv.ParseFloat(f["return_to_want_ms"], 64)
 	start, _ := strconv.ParseFloat(f["start_to_want_ms"], 64)
@@ -254,7 +259,7 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("stderr %q: want the timeout and the last answer", s)
 	}
 	f := fields(t, strings.TrimSpace(out.String()))
-	if f["start_to_want_ms"] != "-" || f["want_us"] != "-" || f["exit"] != "0" {
+	if f["start_to_want_ms"] != "-" || f["want_us"] != "-" || f["rtt_ms"] != "-" || f["exit"] != "0" {
 		t.Errorf("line %q: want no wanted time and exit=0", out.String())
 	}
 }
