@@ -36,6 +36,25 @@ const (
 	chainB  = "netin--b7e3c9a1-0c4f-4d2e-7a"
 )
 
+// conntrackRule is netin.ConntrackChain's rule as iptables-save prints it.
+const conntrackRule = `-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN`
+
+// conntrackOnly is what netin keeps in a cell's nat table with no
+// container: its conntrack chain, the chain's rule and its jump, in
+// iptables-save's order (see netinLines).
+var conntrackOnly = []string{":netin--+conntrack - [0:0]", "-A PREROUTING -j netin--+conntrack", conntrackRule}
+
+// netinLines returns a dump's lines that name a netin chain.
+func netinLines(dump string) []string {
+	var out []string
+	for _, l := range strings.Split(dump, "\n") {
+		if strings.Contains(l, netin.ChainPrefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 var (
 	containerA = netin.Container{Handle: handleA, Mappings: []netin.Mapping{
 		{HostPort: 61001, ContainerIP: "10.244.1.2", ContainerPort: 8080},

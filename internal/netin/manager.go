@@ -25,6 +25,7 @@ type Manager struct {
 	mu       sync.Mutex
 	desired  map[string]Container // by handle
 	needFull bool                 // the kernel state is not trusted: rebuild on the next call
+	built    bool                 // a full rebuild has succeeded: ConntrackChain was put in place
 	failures int                  // failed restores since start
 }
 
@@ -87,7 +88,7 @@ func (m *Manager) Add(ctx context.Context, c Container) error {
 	m.desired[c.Handle] = c
 	var err error
 	if m.needFull {
-		err = m.fullSyncLocked(ctx, "add", nil)
+		err = m.fullSyncLocked(ctx, "add", nil, "handle", c.Handle)
 	} else {
 		err = m.restoreLocked(ctx, "add", false, renderAdd(m.cellIP, c, !existed), "handle", c.Handle, "mappings", len(c.Mappings))
 	}
@@ -131,10 +132,14 @@ func (m *Manager) validateAddLocked(c Container) error {
 }
 
 // Remove deletes the container's PREROUTING jump and flushes and deletes
-// its chain in one iptables-restore call. The container stops being
-// desired even when the call fails, so the next Sync finishes the job
-// (like CNI DEL, removal never gets stuck). Removing an unknown handle is
-// a no-op unless a rebuild is pending.
+// its chain in one iptables-restore call. When no container is left it
+// rebuilds in full instead (one Save, one restore, on an almost empty
+// table): that batch deletes the cell's last DNAT rule, and must not do it
+// without ConntrackChain in place, or the cell's established flows would
+// be reset (see the package doc). The container stops being desired even
+// when the call fails, so the next Sync finishes the job (like CNI DEL,
+// removal never gets stuck). Removing an unknown handle is a no-op unless
+// a rebuild is pending.
 func (m *Manager) Remove(ctx context.Context, handle string) error {
 	if m.cellErr != nil {
 		return m.cellErr
@@ -148,8 +153,8 @@ func (m *Manager) Remove(ctx context.Context, handle string) error {
 	delete(m.desired, handle)
 	var err error
 	switch {
-	case m.needFull:
-		err = m.fullSyncLocked(ctx, "remove", nil)
+	case m.needFull, existed && len(m.desired) == 0:
+		err = m.fullSyncLocked(ctx, "remove", nil, "handle", handle)
 	case existed:
 		err = m.restoreLocked(ctx, "remove", false, renderRemove(handle), "handle", handle)
 	}
@@ -182,8 +187,17 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if len(a.drift) == 0 && !m.needFull {
 		return nil
 	}
-	if len(a.drift) > 0 {
-		m.logger.Warn("netin-drift-repaired", "differences", len(a.drift), "details", firstN(a.drift, 10))
+	drift := a.drift
+	if !m.built {
+		// A cell this Manager never rebuilt has no ConntrackChain yet (a
+		// fresh cell, or one an older minicf managed): putting it there
+		// is installation, not a repair worth a warning.
+		drift = slices.DeleteFunc(slices.Clone(drift), func(d string) bool {
+			return d == missingChain(ConntrackChain) || d == missingJump(ConntrackChain)
+		})
+	}
+	if len(drift) > 0 {
+		m.logger.Warn("netin-drift-repaired", "differences", len(drift), "details", firstN(drift, 10))
 	}
 	if err := m.fullSyncLocked(ctx, "sync", &current); err != nil {
 		return fmt.Errorf("netin: sync: %w", err)
@@ -209,8 +223,8 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 }
 
 // fullSyncLocked renders the whole desired state against the current
-// table (read unless given) and applies it in one call.
-func (m *Manager) fullSyncLocked(ctx context.Context, op string, current *string) error {
+// table (read unless given) and applies it in one call; attrs are logged.
+func (m *Manager) fullSyncLocked(ctx context.Context, op string, current *string, attrs ...any) error {
 	var cur string
 	if current != nil {
 		cur = *current
@@ -226,7 +240,7 @@ func (m *Manager) fullSyncLocked(ctx context.Context, op string, current *string
 	if err != nil {
 		return err
 	}
-	return m.restoreLocked(ctx, op, true, data, "containers", len(want))
+	return m.restoreLocked(ctx, op, true, data, append(attrs, "containers", len(want))...)
 }
 
 // restoreLocked applies one batch, keeping the failure count and the
@@ -246,7 +260,7 @@ func (m *Manager) restoreLocked(ctx context.Context, op string, full bool, data 
 		return err
 	}
 	if full {
-		m.needFull = false
+		m.needFull, m.built = false, true
 	}
 	m.logger.Info("netin-rules-applied", append(attrs,
 		"duration", d.String(), "lines", strings.Count(string(data), "\n"))...)

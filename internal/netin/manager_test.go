@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -119,8 +120,11 @@ func TestManagerAddAndRemove(t *testing.T) {
 		:INPUT ACCEPT [0:0]
 		:OUTPUT ACCEPT [0:0]
 		:POSTROUTING ACCEPT [0:0]
+		:netin--+conntrack - [0:0]
 		:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+		-A PREROUTING -j netin--+conntrack
 		-A PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+		-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 		-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
 		COMMIT
 		`), fake.Dump())
@@ -219,6 +223,94 @@ func TestManagerAddRefusesInvalid(t *testing.T) {
 	}
 	if err := bad.Sync(ctx); !errors.Is(err, netin.ErrInvalid) {
 		t.Errorf("Sync with a bad cell ip = %v", err)
+	}
+}
+
+// A fresh Manager's first rebuild puts the conntrack chain in place, and
+// that is installation, not drift; once in place, it is repaired like any
+// chain of ours.
+func TestManagerInstallsConntrackChain(t *testing.T) {
+	ctx := context.Background()
+	m, fake, logs := newFakeManager(t)
+	if got := netinLines(fake.Dump()); !slices.Equal(got, conntrackOnly) {
+		t.Fatalf("after the first Sync, netin's lines are %q, want %q", got, conntrackOnly)
+	}
+	if ev := logs.events("netin-drift-repaired"); len(ev) != 0 {
+		t.Fatalf("installing the conntrack chain was logged as drift: %v", ev)
+	}
+	for _, break_ := range [][]string{
+		{"-D PREROUTING -j " + netin.ConntrackChain},
+		{"-F " + netin.ConntrackChain},
+		{"-D PREROUTING -j " + netin.ConntrackChain, "-F " + netin.ConntrackChain, "-X " + netin.ConntrackChain},
+	} {
+		if err := fake.Apply(break_...); err != nil {
+			t.Fatal(err)
+		}
+		before := len(logs.events("netin-drift-repaired"))
+		if err := m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := netinLines(fake.Dump()); !slices.Equal(got, conntrackOnly) {
+			t.Fatalf("after %q and Sync, netin's lines are %q", break_, got)
+		}
+		if len(logs.events("netin-drift-repaired")) != before+1 {
+			t.Errorf("%q was not logged as drift", break_)
+		}
+	}
+}
+
+// B5 #44: removing a cell's last container must not switch conntrack off,
+// so the batch that deletes the last DNAT rule is a full rebuild, which
+// puts the conntrack chain back even when someone removed it by hand.
+// Other removals stay partial.
+func TestManagerLastRemoveKeepsConntrackChain(t *testing.T) {
+	ctx := context.Background()
+	m, fake, logs := newFakeManager(t)
+	for _, c := range []netin.Container{containerA, containerB} {
+		if err := m.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fake.Apply("-D PREROUTING -j "+netin.ConntrackChain, "-F "+netin.ConntrackChain, "-X "+netin.ConntrackChain); err != nil {
+		t.Fatal(err)
+	}
+	n, saves := len(fake.Restores()), fake.Saves()
+	if err := m.Remove(ctx, handleA); err != nil {
+		t.Fatal(err)
+	}
+	if r := restoresSince(fake, n); len(r) != 1 || strings.Contains(r[0], netin.ConntrackChain) || fake.Saves() != saves {
+		t.Fatalf("removing a while b stays: restores %q, %d saves; want one partial restore", r, fake.Saves()-saves)
+	}
+
+	n = len(fake.Restores())
+	if err := m.Remove(ctx, handleB); err != nil {
+		t.Fatal(err)
+	}
+	assertText(t, "last remove", dedent(`
+		*nat
+		:netin--+conntrack - [0:0]
+		:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+		-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
+		-A PREROUTING -j netin--+conntrack
+		-D PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+		-X netin--b7e3c9a1-0c4f-4d2e-7a
+		COMMIT
+		`), strings.Join(restoresSince(fake, n), "|"))
+	if got := netinLines(fake.Dump()); !slices.Equal(got, conntrackOnly) {
+		t.Fatalf("after the last Remove, netin's lines are %q, want %q", got, conntrackOnly)
+	}
+	applied := logs.events("netin-rules-applied")
+	if last := applied[len(applied)-1]; last["op"] != "remove" || last["full"] != true || last["handle"] != handleB {
+		t.Errorf("last netin-rules-applied event %v", last)
+	}
+
+	// Removing it again, or any unknown handle, is still a no-op.
+	n = len(fake.Restores())
+	if err := m.Remove(ctx, handleB); err != nil || len(fake.Restores()) != n {
+		t.Errorf("removing an unknown handle: %v, %d restores", err, len(fake.Restores())-n)
+	}
+	if m.Failures() != 0 {
+		t.Errorf("Failures() = %d", m.Failures())
 	}
 }
 
@@ -326,7 +418,9 @@ func TestManagerFullRebuildAfterFailure(t *testing.T) {
 	}
 	assertText(t, "rebuild", dedent(`
 		*nat
+		:netin--+conntrack - [0:0]
 		:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
+		-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 		-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 		-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 		COMMIT
@@ -420,7 +514,8 @@ func TestManagerSyncSaveFailure(t *testing.T) {
 }
 
 // B5 #41 and #42 on the fake: 100 create/destroy cycles leave nothing of
-// ours, and a foreign rule survives them and 100 syncs.
+// ours but the conntrack chain, and a foreign rule survives them and 100
+// syncs.
 func TestManagerCyclesLeaveNoOrphans(t *testing.T) {
 	ctx := context.Background()
 	m, fake, _ := newFakeManager(t)
@@ -445,7 +540,7 @@ func TestManagerCyclesLeaveNoOrphans(t *testing.T) {
 		}
 	}
 	dump := fake.Dump()
-	if strings.Contains(dump, "netin--") || len(dnatTargets(dump)) != 0 {
+	if !slices.Equal(netinLines(dump), conntrackOnly) || len(dnatTargets(dump)) != 0 {
 		t.Fatalf("orphans after 100 cycles:\n%s", dump)
 	}
 	if !strings.Contains(dump, "-A PREROUTING -s 10.244.9.9/32 -m comment --comment foreign -j RETURN") {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -123,10 +124,13 @@ const twoContainersDump = `
 	:INPUT ACCEPT [0:0]
 	:OUTPUT ACCEPT [0:0]
 	:POSTROUTING ACCEPT [0:0]
+	:netin--+conntrack - [0:0]
 	:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
 	:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+	-A PREROUTING -j netin--+conntrack
 	-A PREROUTING -j netin--a0d2b217-fa7d-4ac1-65
 	-A PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+	-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 	-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 	-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 	-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
@@ -199,6 +203,11 @@ func TestNamespaceFakeAgreesWithKernel(t *testing.T) {
 		"*nat\n-D PREROUTING -s 10.244.9.8/32 -m comment --comment \"two words\" -j RETURN\nCOMMIT\n",
 		"*nat\n:netin--a - [0:0]\n-D PREROUTING -j netin--a\n-X netin--a\n-X netin--012345678901234567890\nCOMMIT\n",
 		"*nat\n-F\nCOMMIT\n",
+		// netin's conntrack chain: its name, its comment and its match.
+		"*nat\n:netin--+conntrack - [0:0]\n-A netin--+conntrack -m comment --comment \"netin: keeps conntrack on\" -m conntrack --ctstate DNAT -j RETURN\n-A PREROUTING -j netin--+conntrack\nCOMMIT\n",
+		"*nat\n-A PREROUTING -m conntrack --ctstate dnat,Established,NEW,untracked,SNAT,related,INVALID -j RETURN\nCOMMIT\n",
+		"*nat\n-A PREROUTING -m conntrack --ctstate BOGUS -j RETURN\nCOMMIT\n",
+		"*nat\n:netin--+conntrack - [0:0]\n-D PREROUTING -j netin--+conntrack\n-X netin--+conntrack\nCOMMIT\n",
 	} {
 		kerr := kernel.Restore(ctx, []byte(batch))
 		ferr := fake.Restore(ctx, []byte(batch))
@@ -241,8 +250,8 @@ func TestNamespaceForeignRuleSurvives100Syncs(t *testing.T) {
 			prerouting = append(prerouting, l)
 		}
 	}
-	if len(prerouting) != 3 || prerouting[0] != foreign {
-		t.Fatalf("PREROUTING after 100 syncs: %q, want the foreign rule first and our two jumps", prerouting)
+	if len(prerouting) != 4 || prerouting[0] != foreign {
+		t.Fatalf("PREROUTING after 100 syncs: %q, want the foreign rule first and our three jumps", prerouting)
 	}
 	if !strings.Contains(dump, ":FOREIGN-DNAT - [0:0]") || !strings.Contains(dump, "-A FOREIGN-DNAT -d 10.244.9.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.9.11:8080") {
 		t.Fatalf("foreign chain lost:\n%s", dump)
@@ -325,7 +334,8 @@ func TestNamespaceFailedRestoreChangesNothing(t *testing.T) {
 	}
 }
 
-// B5 #41: 100 create/destroy cycles leave no chain and no jump of ours.
+// B5 #41: 100 create/destroy cycles leave no chain and no jump of ours but
+// the conntrack chain.
 func TestNamespace100AddRemoveCycles(t *testing.T) {
 	ctx := context.Background()
 	ns := newNetns(t)
@@ -349,7 +359,7 @@ func TestNamespace100AddRemoveCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dump := kernelDump(t, ns)
-	if strings.Contains(dump, "netin--") || strings.Contains(dump, "DNAT") {
+	if !slices.Equal(netinLines(dump), conntrackOnly) || len(dnatTargets(dump)) != 0 {
 		t.Fatalf("left behind after 100 cycles:\n%s", dump)
 	}
 	if m.Failures() != 0 {
@@ -388,7 +398,8 @@ func inNetns(tb testing.TB, ns string, f func() error) error {
 
 // The rules carry real packets: router namespace → cell namespace (DNAT) →
 // container namespace, and B5 #44: an established connection survives the
-// removal of its mapping while a new one is refused.
+// removal of its mapping while a new one is refused, also when it was the
+// cell's last mapping.
 //
 //	mcf-test-…(router) 10.244.0.1 ─veth─ 10.244.0.11 mcf-test-…(cell) 10.244.1.1 ─veth─ 10.244.1.2 mcf-test-…(container) :8080 echo
 func TestNamespaceTrafficThroughDNAT(t *testing.T) {
@@ -503,18 +514,30 @@ func TestNamespaceTrafficThroughDNAT(t *testing.T) {
 	}
 	refused("after Remove")
 
-	// With nf_tables, conntrack runs in a namespace only while some rule
-	// needs it (each DNAT/MASQUERADE rule holds it; the nat table does
-	// not, unlike iptables-legacy). Once the cell's last DNAT rule is
-	// gone, conntrack stops and established NATed flows are reset. Logged,
-	// not asserted: it is the kernel's behaviour, not netin's.
+	// B5 #44 when the cell's last mapping goes (its last instance stops
+	// while its sidecar drains). With nf_tables, conntrack runs in a
+	// namespace only while some rule needs it, and the nat table alone
+	// does not: without netin's conntrack chain, removing the last DNAT
+	// rule would reset this connection.
 	if err := m.Remove(ctx, other.Handle); err != nil {
 		t.Fatal(err)
 	}
-	if err := echo(conn, "after the last DNAT rule went\n"); err != nil {
-		t.Logf("after the cell's last DNAT rule was removed the established flow broke (%v): conntrack is off in the namespace", err)
-	} else {
-		t.Logf("after the cell's last DNAT rule was removed the established flow still works")
+	if dnat := dnatTargets(kernelDump(t, cell)); len(dnat) != 0 {
+		t.Fatalf("DNAT rules left after the last Remove: %v", dnat)
+	}
+	if err := echo(conn, "still there after the cell's last DNAT rule went\n"); err != nil {
+		t.Fatalf("established connection broken by the removal of the cell's last mapping: %v\n%s", err, kernelDump(t, cell))
+	}
+	refused("after the last Remove")
+	if err := echo(conn, "and after a refused connection\n"); err != nil {
+		t.Fatalf("established connection broken after the refused dial: %v", err)
+	}
+	// A Sync with nothing desired keeps the chain, and so the flow.
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(conn, "after a Sync with no container\n"); err != nil {
+		t.Fatalf("established connection broken by a Sync with no container: %v", err)
 	}
 }
 

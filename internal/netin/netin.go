@@ -21,11 +21,28 @@
 // flushes or deletes any other chain, and never touches any other rule.
 //
 // Established connections survive the removal of their mapping through
-// their conntrack binding. With iptables-nft (nf_tables) that holds only
-// while conntrack runs in the namespace, and there it runs only while some
-// rule needs it (a DNAT or MASQUERADE rule, a conntrack match); the nat
-// table itself does not keep it on, as iptables-legacy's does. When a
-// cell's last DNAT rule goes, its remaining NATed flows are reset.
+// their conntrack binding, which matters most when a cell's last instance
+// stops: its mapping is removed first, while its envoy sidecar still
+// drains the connections it carries. With iptables-nft (nf_tables),
+// conntrack runs in a namespace only while some rule needs it (a DNAT or
+// MASQUERADE rule, a conntrack match); the nat table itself does not keep
+// it on, as iptables-legacy's does. So removing a cell's last DNAT rule
+// would switch conntrack off and reset every NATed flow still open. That
+// is why netin keeps one chain of its own in every cell it manages,
+// whatever containers it holds:
+//
+//	-A PREROUTING -j netin--+conntrack
+//	-A netin--+conntrack -m comment --comment "..." -m conntrack --ctstate DNAT -j RETURN
+//
+// Its conntrack match is there only to hold conntrack on; matched or not,
+// the rule just returns to PREROUTING, so it changes no packet. '+' is not
+// a handle character, so no container's chain can take its name. It is
+// declared, refilled, jumped to and repaired like a container's chain,
+// but never deleted: it goes with the cell's namespace (TeardownCell,
+// minicf down), as everything else in that nat table does. And a Remove
+// that leaves a cell without containers rebuilds in full, so the batch
+// that deletes the cell's last DNAT rule is also the one that makes sure
+// the conntrack chain is in place, even if someone removed it by hand.
 package netin
 
 import (
@@ -74,6 +91,16 @@ func ChainName(handle string) string {
 	}
 	return name
 }
+
+// ConntrackChain is the chain netin keeps in every cell's nat table it
+// manages, so that conntrack keeps running there (see the package doc).
+// ChainName cannot return it: '+' is not allowed in a handle.
+const ConntrackChain = ChainPrefix + "+conntrack"
+
+// conntrackRule is ConntrackChain's one rule, as iptables-save prints it.
+const conntrackRule = "-A " + ConntrackChain +
+	` -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules"` +
+	" -m conntrack --ctstate DNAT -j RETURN"
 
 // IsChainName reports whether a nat chain belongs to netin.
 func IsChainName(chain string) bool { return strings.HasPrefix(chain, ChainPrefix) }
@@ -204,10 +231,11 @@ func Rules(cellIP string, c Container) []string {
 // Render returns the iptables-restore input (nat table only, meant for
 // --noflush) that makes the cell's netin state equal to desired, given the
 // current `iptables-save -t nat` text. It declares (and so flushes and
-// refills) every desired chain, adds a PREROUTING jump only for containers
-// whose jump is missing, deletes every other rule that jumps to one of our
-// chains (stale jumps, duplicates, jumps from other chains), and declares
-// and then deletes (-X) every netin-- chain that is no longer desired.
+// refills) every desired chain, ConntrackChain among them whatever desired
+// holds, adds a PREROUTING jump only for chains whose jump is missing,
+// deletes every other rule that jumps to one of our chains (stale jumps,
+// duplicates, jumps from other chains), and declares and then deletes
+// (-X) every netin-- chain that is no longer desired.
 // Chains that are not ours are never declared, flushed or deleted.
 //
 // Sections of current for other tables are ignored.
@@ -220,8 +248,7 @@ func Render(cellIP string, desired []Container, current string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	want := sortedContainers(desired)
-	a := analyze(st, ip, want)
+	a := analyze(st, ip, desired)
 
 	var b bytes.Buffer
 	b.WriteString("*nat\n")
@@ -231,8 +258,8 @@ func Render(cellIP string, desired []Container, current string) ([]byte, error) 
 	for _, chain := range declared {
 		b.WriteString(":" + chain + " - [0:0]\n")
 	}
-	for _, c := range want {
-		for _, r := range a.wantRules[ChainName(c.Handle)] {
+	for _, chain := range a.desiredChains {
+		for _, r := range a.wantRules[chain] {
 			b.WriteString(r + "\n")
 		}
 	}
@@ -280,7 +307,7 @@ func sortedContainers(cs []Container) []Container {
 
 // analysis compares the parsed nat table with the desired state.
 type analysis struct {
-	desiredChains []string            // sorted
+	desiredChains []string            // ConntrackChain and the containers' chains, sorted
 	wantRules     map[string][]string // chain -> rules as iptables-save prints them
 	missingJumps  []string            // desired chains without their PREROUTING jump, sorted
 	deleteRules   []string            // "-D ..." for every other rule jumping to one of our chains, in save order
@@ -289,19 +316,25 @@ type analysis struct {
 }
 
 func analyze(st *natTable, cellIP string, want []Container) analysis {
-	a := analysis{wantRules: map[string][]string{}}
-	desired := map[string]bool{}
+	a := analysis{wantRules: map[string][]string{ConntrackChain: {conntrackRule}}}
 	for _, c := range want {
 		chain := ChainName(c.Handle)
-		desired[chain] = true
-		a.desiredChains = append(a.desiredChains, chain)
 		rules := make([]string, 0, len(c.Mappings))
 		for _, m := range c.Mappings {
 			rules = append(rules, dnatRule(chain, cellIP, m))
 		}
 		a.wantRules[chain] = rules
+	}
+	desired := map[string]bool{}
+	for chain := range a.wantRules {
+		desired[chain] = true
+		a.desiredChains = append(a.desiredChains, chain)
+	}
+	slices.Sort(a.desiredChains)
+	for _, chain := range a.desiredChains {
+		rules := a.wantRules[chain]
 		if !st.exists(chain) {
-			a.drift = append(a.drift, "chain "+chain+" is missing")
+			a.drift = append(a.drift, missingChain(chain))
 		} else if !slices.Equal(st.rules[chain], rules) {
 			a.drift = append(a.drift, fmt.Sprintf("chain %s has %d rules that differ from the %d wanted", chain, len(st.rules[chain]), len(rules)))
 		}
@@ -335,11 +368,16 @@ func analyze(st *natTable, cellIP string, want []Container) analysis {
 	for _, chain := range a.desiredChains {
 		if !jumped[chain] {
 			a.missingJumps = append(a.missingJumps, chain)
-			a.drift = append(a.drift, "jump to "+chain+" is missing from PREROUTING")
+			a.drift = append(a.drift, missingJump(chain))
 		}
 	}
 	return a
 }
+
+// missingChain and missingJump are the drift analyze reports for a desired
+// chain that does not exist and one that PREROUTING does not jump to.
+func missingChain(chain string) string { return "chain " + chain + " is missing" }
+func missingJump(chain string) string  { return "jump to " + chain + " is missing from PREROUTING" }
 
 // ruleTarget returns the chain or target a saved rule jumps (-j) or goes
 // (-g) to, or "".

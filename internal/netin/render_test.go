@@ -29,6 +29,21 @@ func TestChainName(t *testing.T) {
 	if netin.IsChainName("KUBE-SERVICES") || netin.IsChainName("netin-x") {
 		t.Error("IsChainName accepts a chain that is not ours")
 	}
+	if !netin.IsChainName(netin.ConntrackChain) || len(netin.ConntrackChain) > netin.MaxChainNameLength {
+		t.Errorf("ConntrackChain %q is not a chain name netin owns", netin.ConntrackChain)
+	}
+}
+
+// No container's chain can be ConntrackChain: a handle would need its '+',
+// and handles with a '+' are refused.
+func TestConntrackChainNameIsNoHandles(t *testing.T) {
+	handle := strings.TrimPrefix(netin.ConntrackChain, netin.ChainPrefix)
+	for _, h := range []string{handle, handle + "-x", handle[:1]} {
+		_, err := netin.Render(cellIP, []netin.Container{{Handle: h}}, "")
+		if !errors.Is(err, netin.ErrInvalid) || !strings.Contains(err.Error(), "is not allowed") {
+			t.Errorf("Render with handle %q: %v, want ErrInvalid", h, err)
+		}
+	}
 }
 
 // TestRenderGolden walks one cell through its life: empty, one container,
@@ -44,9 +59,13 @@ func TestRenderGolden(t *testing.T) {
 		dump    string
 	}{
 		{
+			// With no container, netin still keeps its conntrack chain.
 			name: "empty",
 			restore: `
 				*nat
+				:netin--+conntrack - [0:0]
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
+				-A PREROUTING -j netin--+conntrack
 				COMMIT
 				`,
 			dump: `
@@ -55,6 +74,9 @@ func TestRenderGolden(t *testing.T) {
 				:INPUT ACCEPT [0:0]
 				:OUTPUT ACCEPT [0:0]
 				:POSTROUTING ACCEPT [0:0]
+				:netin--+conntrack - [0:0]
+				-A PREROUTING -j netin--+conntrack
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				COMMIT
 				`,
 		},
@@ -63,7 +85,9 @@ func TestRenderGolden(t *testing.T) {
 			desired: []netin.Container{containerA},
 			restore: `
 				*nat
+				:netin--+conntrack - [0:0]
 				:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 				-A PREROUTING -j netin--a0d2b217-fa7d-4ac1-65
@@ -75,22 +99,27 @@ func TestRenderGolden(t *testing.T) {
 				:INPUT ACCEPT [0:0]
 				:OUTPUT ACCEPT [0:0]
 				:POSTROUTING ACCEPT [0:0]
+				:netin--+conntrack - [0:0]
 				:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
+				-A PREROUTING -j netin--+conntrack
 				-A PREROUTING -j netin--a0d2b217-fa7d-4ac1-65
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 				COMMIT
 				`,
 		},
 		{
-			// Both chains are declared (a full rebuild flushes and refills
+			// Every chain is declared (a full rebuild flushes and refills
 			// them); only b's jump is missing, so only b's is added.
 			name:    "two containers",
 			desired: []netin.Container{containerB, containerA},
 			restore: `
 				*nat
+				:netin--+conntrack - [0:0]
 				:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
 				:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 				-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
@@ -103,10 +132,13 @@ func TestRenderGolden(t *testing.T) {
 				:INPUT ACCEPT [0:0]
 				:OUTPUT ACCEPT [0:0]
 				:POSTROUTING ACCEPT [0:0]
+				:netin--+conntrack - [0:0]
 				:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
 				:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+				-A PREROUTING -j netin--+conntrack
 				-A PREROUTING -j netin--a0d2b217-fa7d-4ac1-65
 				-A PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080
 				-A netin--a0d2b217-fa7d-4ac1-65 -d 10.244.0.11/32 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2:61001
 				-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
@@ -120,8 +152,10 @@ func TestRenderGolden(t *testing.T) {
 			desired: []netin.Container{containerB},
 			restore: `
 				*nat
+				:netin--+conntrack - [0:0]
 				:netin--a0d2b217-fa7d-4ac1-65 - [0:0]
 				:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
 				-D PREROUTING -j netin--a0d2b217-fa7d-4ac1-65
 				-X netin--a0d2b217-fa7d-4ac1-65
@@ -133,9 +167,37 @@ func TestRenderGolden(t *testing.T) {
 				:INPUT ACCEPT [0:0]
 				:OUTPUT ACCEPT [0:0]
 				:POSTROUTING ACCEPT [0:0]
+				:netin--+conntrack - [0:0]
 				:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+				-A PREROUTING -j netin--+conntrack
 				-A PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
+				COMMIT
+				`,
+		},
+		{
+			// The last container goes in the same batch that refills the
+			// conntrack chain, which stays.
+			name: "last removed",
+			restore: `
+				*nat
+				:netin--+conntrack - [0:0]
+				:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
+				-D PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+				-X netin--b7e3c9a1-0c4f-4d2e-7a
+				COMMIT
+				`,
+			dump: `
+				*nat
+				:PREROUTING ACCEPT [0:0]
+				:INPUT ACCEPT [0:0]
+				:OUTPUT ACCEPT [0:0]
+				:POSTROUTING ACCEPT [0:0]
+				:netin--+conntrack - [0:0]
+				-A PREROUTING -j netin--+conntrack
+				-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 				COMMIT
 				`,
 		},
@@ -215,15 +277,19 @@ func TestRenderLeavesForeignStateAlone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// b's chain is refilled (its rule had drifted to port 9999), its
-		// first jump is kept and the duplicate and OUTPUT jumps deleted;
-		// the stale chain is flushed, unjumped and deleted. Nothing else
-		// is named, and nothing outside the nat table.
+		// The conntrack chain is made and jumped to; b's chain is refilled
+		// (its rule had drifted to port 9999), its first jump is kept and
+		// the duplicate and OUTPUT jumps deleted; the stale chain is
+		// flushed, unjumped and deleted. Nothing else is named, and
+		// nothing outside the nat table.
 		assertText(t, "restore input", dedent(`
 			*nat
+			:netin--+conntrack - [0:0]
 			:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
 			:netin--stale - [0:0]
+			-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 			-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
+			-A PREROUTING -j netin--+conntrack
 			-D PREROUTING -j netin--stale
 			-D PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
 			-D OUTPUT -j netin--b7e3c9a1-0c4f-4d2e-7a
@@ -242,12 +308,15 @@ func TestRenderLeavesForeignStateAlone(t *testing.T) {
 		:OUTPUT ACCEPT [0:0]
 		:POSTROUTING ACCEPT [0:0]
 		:FOREIGN-DNAT - [0:0]
+		:netin--+conntrack - [0:0]
 		:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
 		-A PREROUTING -s 10.244.9.9/32 -m comment --comment "foreign rule" -j RETURN
 		-A PREROUTING -j FOREIGN-DNAT
 		-A PREROUTING -j netin--b7e3c9a1-0c4f-4d2e-7a
+		-A PREROUTING -j netin--+conntrack
 		-A POSTROUTING -s 10.244.1.0/24 -j MASQUERADE
 		-A FOREIGN-DNAT -d 10.244.9.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.9.11:8080
+		-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 		-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
 		COMMIT
 		`), fake.Dump())
@@ -258,12 +327,14 @@ func TestRenderLeavesForeignStateAlone(t *testing.T) {
 		{name: "from the source the foreign rule returns early", src: "10.244.9.9", dst: cellIP, port: 61003, output: "none"},
 	})
 
-	// Rendered again against the repaired table, only the refill remains.
+	// Rendered again against the repaired table, only the refills remain.
 	current, _ = fake.Save(ctx)
 	data, _ = netin.Render(cellIP, []netin.Container{containerB}, current)
 	assertText(t, "second restore input", dedent(`
 		*nat
+		:netin--+conntrack - [0:0]
 		:netin--b7e3c9a1-0c4f-4d2e-7a - [0:0]
+		-A netin--+conntrack -m comment --comment "netin: keeps conntrack on so established DNAT flows outlive their rules" -m conntrack --ctstate DNAT -j RETURN
 		-A netin--b7e3c9a1-0c4f-4d2e-7a -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:61001
 		COMMIT
 		`), string(data))
@@ -277,7 +348,8 @@ func TestRenderNeverNamesForeignChains(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		switch {
 		case line == "*nat" || line == "COMMIT":
-		case strings.HasPrefix(line, ":netin--"), strings.HasPrefix(line, "-X netin--"):
+		case strings.HasPrefix(line, ":netin--"), strings.HasPrefix(line, "-X netin--"), strings.HasPrefix(line, "-A netin--"):
+		case line == "-A PREROUTING -j "+netin.ConntrackChain:
 		case strings.HasPrefix(line, "-D ") && strings.HasSuffix(line, "-j "+chainB), strings.HasSuffix(line, "-j netin--stale"):
 		default:
 			t.Errorf("restore input names something that is not ours: %q", line)

@@ -10,7 +10,9 @@
 // follows a packet through the model's PREROUTING rules.
 //
 // Only what netin and its tests write is modelled: -s, -d, -i, -o, -p,
-// -m tcp/udp --dport, -m comment --comment, and the targets ACCEPT,
+// -m tcp/udp --dport, -m comment --comment, -m conntrack --ctstate (a
+// traced packet opens a connection: its state is NEW, never NATed yet, as
+// every packet the nat table sees), and the targets ACCEPT,
 // RETURN, DNAT, SNAT, MASQUERADE and user chains (-j and -g). DROP is
 // refused, as the kernel refuses it in the nat table; so is negation ("!"),
 // which the fake does not model. Because the fake only checks what it models, the real
@@ -173,10 +175,15 @@ type chain struct {
 }
 
 type match struct {
-	module string
-	opts   []string // as printed after "-m module"
-	dport  int
+	module  string
+	opts    []string // as printed after "-m module"
+	dport   int
+	ctstate []string // -m conntrack --ctstate, in iptables-save's order
 }
+
+// ctStates are the conntrack match's states in the order iptables-save
+// prints them.
+var ctStates = []string{"INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT"}
 
 type rule struct {
 	src, dst      netip.Prefix
@@ -582,6 +589,20 @@ func (t *table) parseRule(args []string) (*rule, error) {
 					return nil, err
 				}
 				r.matches = append(r.matches, match{module: "comment", opts: []string{"--comment", quote(text)}})
+			case "conntrack":
+				if i+1 >= len(args) || args[i+1] != "--ctstate" {
+					return nil, errors.New("conntrack: only --ctstate is modelled by the fake")
+				}
+				i++
+				list, err := next(&i, "--ctstate")
+				if err != nil {
+					return nil, err
+				}
+				states, err := parseCtstate(list)
+				if err != nil {
+					return nil, err
+				}
+				r.matches = append(r.matches, match{module: "conntrack", opts: []string{"--ctstate", strings.Join(states, ",")}, ctstate: states})
 			default:
 				return nil, fmt.Errorf("Couldn't load match `%s':No such file or directory", v)
 			}
@@ -633,6 +654,26 @@ func (t *table) parseRule(args []string) (*rule, error) {
 		return nil, errors.New("DNAT: needs --to-destination")
 	}
 	return r, nil
+}
+
+// parseCtstate reads a --ctstate list as iptables does (any case, any
+// order) and returns it in iptables-save's order.
+func parseCtstate(list string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		u := strings.ToUpper(s)
+		if !slices.Contains(ctStates, u) {
+			return nil, fmt.Errorf("Bad ctstate %q", s)
+		}
+		seen[u] = true
+	}
+	var out []string
+	for _, s := range ctStates {
+		if seen[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 func checkDestination(v, proto string) error {
@@ -748,6 +789,9 @@ func (r *rule) matchesPacket(p packet) bool {
 	}
 	for _, m := range r.matches {
 		if m.dport != 0 && m.dport != p.dport {
+			return false
+		}
+		if m.module == "conntrack" && !slices.Contains(m.ctstate, "NEW") {
 			return false
 		}
 	}

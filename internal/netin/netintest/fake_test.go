@@ -74,6 +74,18 @@ func TestFakeRestoreSemantics(t *testing.T) {
 				"-A PREROUTING -s 10.244.9.8/32 -m comment --comment \"two words\" -j RETURN\n" +
 				"-A PREROUTING -s 10.244.9.9/32 -m comment --comment foreign -j RETURN\n-A PREROUTING -j netin--a\n" +
 				"-A OTHER -j RETURN\n-A netin--a -p tcp -m tcp --dport 5 -j DNAT --to-destination 10.244.1.1\nCOMMIT\n"},
+		{name: "conntrack states: any case and order in, iptables-save's order out",
+			batch: "*nat\n-A OTHER -m conntrack --ctstate dnat,Established,NEW,untracked,SNAT,related,INVALID -j RETURN\nCOMMIT\n",
+			want: "*nat\n" + builtins + ":OTHER - [0:0]\n:netin--a - [0:0]\n" +
+				"-A PREROUTING -s 10.244.9.9/32 -m comment --comment foreign -j RETURN\n-A PREROUTING -j netin--a\n" +
+				"-A OTHER -j RETURN\n-A OTHER -m conntrack --ctstate INVALID,NEW,RELATED,ESTABLISHED,UNTRACKED,SNAT,DNAT -j RETURN\n" +
+				"-A netin--a -d 10.244.0.11/32 -p tcp -m tcp --dport 61001 -j DNAT --to-destination 10.244.1.2:8080\nCOMMIT\n"},
+		{name: "bad conntrack state",
+			batch:   "*nat\n-A OTHER -m conntrack --ctstate BOGUS -j RETURN\nCOMMIT\n",
+			wantErr: `Bad ctstate "BOGUS"`},
+		{name: "conntrack without --ctstate",
+			batch:   "*nat\n-A OTHER -m conntrack -j RETURN\nCOMMIT\n",
+			wantErr: "only --ctstate"},
 		{name: "flush the whole table",
 			batch: "*nat\n-F\nCOMMIT\n",
 			want:  "*nat\n" + builtins + ":OTHER - [0:0]\n:netin--a - [0:0]\nCOMMIT\n"},
@@ -108,7 +120,8 @@ func TestFakeRestoreSemantics(t *testing.T) {
 func TestFakeTrace(t *testing.T) {
 	f := New()
 	err := f.Apply(
-		"-N netin--a", "-N netin--b", "-N G",
+		"-N netin--a", "-N netin--b", "-N G", "-N CT",
+		"-A PREROUTING -j CT",
 		"-A PREROUTING -s 10.244.9.9/32 -j RETURN",
 		"-A PREROUTING -d 10.244.9.1/32 -j ACCEPT",
 		"-A PREROUTING -j netin--a",
@@ -118,6 +131,10 @@ func TestFakeTrace(t *testing.T) {
 		"-A netin--a -d 10.244.0.0/24 -p tcp -m tcp --dport 61002 -j DNAT --to-destination 10.244.1.2",
 		"-A G -d 10.244.0.11/32 -p tcp --dport 61003 -j RETURN",
 		"-A netin--b -d 10.244.0.11/32 -p tcp -m tcp --dport 61003 -j DNAT --to-destination 10.244.1.3:8080",
+		// A traced packet is a new connection: only the NEW rule matches.
+		"-A CT -m conntrack --ctstate DNAT -j ACCEPT",
+		"-A CT -d 10.244.0.11/32 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+		"-A CT -d 10.244.0.13/32 -m conntrack --ctstate NEW -j ACCEPT",
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +150,7 @@ func TestFakeTrace(t *testing.T) {
 		{"10.244.0.1", "10.244.9.1", 80, "ACCEPT"},
 		{"10.244.0.1", "10.244.0.11", 61003, "none"}, // the goto's RETURN ends PREROUTING too
 		{"10.244.0.1", "10.244.0.11", 61004, "none"},
+		{"10.244.0.1", "10.244.0.13", 61004, "ACCEPT"},
 	} {
 		if got := f.Trace(tc.src, tc.dst, tc.port); got != tc.want {
 			t.Errorf("Trace(%s -> %s:%d) = %q, want %q", tc.src, tc.dst, tc.port, got, tc.want)
