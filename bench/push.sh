@@ -1,29 +1,54 @@
 #!/usr/bin/env bash
-# bench/push.sh: issue 6's benchmark. Runs `minicf up` (the whole foundation
-# in one process) in a temp MINICF_HOME on free ports, pushes examples/hello
-# once to warm the Go build cache, then, REPEAT times:
-#   (a) `minicf push benchN -p examples/hello`: the push's wall time, and the
-#       time from the push returning (and from its start) to the first 200
-#       through the router;
-#   (b) `minicf map-route benchN apps.localhost --hostname mN` to the first
-#       200 on mN.apps.localhost, from the command's start and its return;
-#   (c) `minicf unmap-route ...` to the first 404, likewise;
-#   then `minicf delete benchN -f -r`, waiting for its instance to be gone.
-# Prints a table per round, where the push's time goes (upload, staging,
-# starting, route), and p50/p90/max per measure against the goals:
+# bench/push.sh: issues 6 and 8's benchmark. Runs `minicf up` (the whole
+# foundation in one process) in a temp MINICF_HOME on free ports, pushes
+# examples/hello once as "warmup" (the first build, which fills the Go build
+# cache) and keeps it running, then:
+#   (1) ROUTE_REPEAT cycles on that running app, each with a fresh hostname rN:
+#       `minicf map-route warmup apps.localhost --hostname rN` to the first 200
+#       on rN.apps.localhost, then `minicf unmap-route ...` to the first 404,
+#       each from the command's start and from its return;
+#   (2) REPEAT rounds of `minicf push benchN -p examples/hello`: its wall time,
+#       push start and push return → the first 200 through the router, the
+#       instance's RUNNING (its since in the BBS) → that first 200, where the
+#       push's time goes; then `minicf delete benchN -f -r`.
+# Prints a table per cycle and per round, and p50/p90/p99/max and n per
+# measure against the goals:
 #   push start → first 200             < 3 s (after the first build)
 #   map-route → first 200              < 250 ms
 #   unmap-route → first 404            < 250 ms
 # and writes it all to bench/results/push-<date>-<hostname>.txt.
 #
+# Every command is run by bench/probe (built here), which starts polling the
+# router when it starts the command, over one keep-alive connection, every
+# POLL (PUSH_POLL while a push runs), and says when the wanted status first
+# came back. The "window" columns are its resolution: from the last probe
+# that still saw the old answer being sent to the first new answer arriving.
+#
+# Timing (2 cores, measured 2026-11-26): a push round takes ~2.7 s (push ~2.1 s,
+# the phases' look-ups ~0.4 s, delete), a route cycle ~0.15 s, the warm-up
+# and `minicf up` ~15 s: the defaults take ~3 minutes, so that bench/run.sh,
+# which runs them with everything else, stays within its 600 s.
+# The delete does not wait for the instance to leave the BBS (WAIT_GONE=1
+# does): every stop waits the rep's ProxyReloadWait (5 s, Diego's
+# containers.proxy.configuration_reload_duration) before it destroys the
+# container, which would double a round; the stopping instances of the
+# previous rounds (each cell has 8 GiB, an instance 256 MiB) are destroyed
+# meanwhile, a few ms of CPU inside a later round.
+#
 # Usage: bench/push.sh
 # Environment:
-#   REPEAT        measured rounds                                  (default 10)
+#   REPEAT        measured pushes                                   (default 50)
+#   ROUTE_REPEAT  map-route/unmap-route cycles                      (default 50)
 #   MODE          process or namespace (default: namespace when root and ip and
 #                 iptables are there, else process)
-#   POLL          sleep between two router probes, seconds          (default 0.005)
-#   ROUTE_TIMEOUT seconds to wait for a 200 / 404 through the router (default 30)
+#   POLL          pause between two probes, a Go duration           (default 1ms)
+#   PUSH_POLL     pause between two probes while a push runs, when the route
+#                 cannot be there yet: a probe every ms would take CPU from
+#                 staging                                           (default 5ms)
+#   ROUTE_TIMEOUT seconds to wait for a 200 / 404 after a command returned (default 30)
 #   READY_TIMEOUT seconds to wait for `minicf up` to be ready        (default 120)
+#   WAIT_GONE=1   after each delete, wait until the instance left the BBS, and
+#                 report delete → gone (~5 s: the ProxyReloadWait above)
 #   APP_DIR       the app to push                                  (default examples/hello)
 #   COLD_CACHE=1  stage with an empty Go build cache (GOCACHE=<tmp>/gocache for
 #                 minicf up), so the warm-up is a real first build; by default
@@ -35,17 +60,17 @@
 #   TRACE=off     run minicf up with --trace off (where the binary has the flag;
 #                 default: the trace API on a free port)
 #   RESULTS_FILE  where to write the results (default bench/results/push-<date>-<host>.txt)
-#   KEEP_TMP=1    keep the temp dir (MINICF_HOME, logs, push outputs)
+#   KEEP_TMP=1    keep the temp dir (MINICF_HOME, logs, command outputs, probe lines)
 #   MINICF_BIN    use this prebuilt minicf binary instead of building bin/minicf
+#   PROBE_BIN     use this prebuilt bench/probe instead of building one
 #
-# Percentiles are nearest-rank (p90 of 10 values is the 9th smallest). A
-# probe is one curl (a fork and a TCP connection) plus POLL, 15-40 ms on a
-# busy 2-core machine (measured and printed at the end),
-# so every "→ first 200/404" time is an upper bound with that resolution;
-# the "probes" columns say how many curls it took (1 = already there).
+# Percentiles are nearest-rank: pP of n values is the ceil(P/100 * n)-th
+# smallest, so p99 is the max for n <= 100 (p90 of 50 values is the 45th).
 # Times of the push's phases come from the CLI's own output lines (stamped
 # as they arrive), the staging log (`minicf logs --recent`, 10 ms
-# resolution) and the BBS (`cfdot actual-lrps`: the instance's RUNNING since).
+# resolution) and the BBS (`cfdot actual-lrps`: the instance's RUNNING
+# since, in ns on this host's clock, which is the clock of the probe's
+# time stamps too).
 #
 # Every PID it starts is recorded and killed on exit; in namespace mode the
 # foundation's namespaces and links (its own --prefix) are removed with
@@ -53,8 +78,11 @@
 set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME with a '.'
 
-REPEAT=${REPEAT:-10}
-POLL=${POLL:-0.005}
+REPEAT=${REPEAT:-50}
+ROUTE_REPEAT=${ROUTE_REPEAT:-50}
+POLL=${POLL:-1ms}
+PUSH_POLL=${PUSH_POLL:-5ms}
+WAIT_GONE=${WAIT_GONE:-0}
 ROUTE_TIMEOUT=${ROUTE_TIMEOUT:-30}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 DOMAIN=apps.localhost
@@ -73,9 +101,12 @@ need curl "apt-get install curl"
 need python3 "apt-get install python3"
 need go "install Go (expected at /usr/local/go)"
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer, got '$REPEAT'"
+[[ $ROUTE_REPEAT =~ ^[0-9]+$ ]] || die "ROUTE_REPEAT must be a number (0: no map/unmap cycles), got '$ROUTE_REPEAT'"
 [[ $ROUTE_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "ROUTE_TIMEOUT must be a positive integer (seconds), got '$ROUTE_TIMEOUT'"
 [[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "READY_TIMEOUT must be a positive integer (seconds), got '$READY_TIMEOUT'"
-[[ $POLL =~ ^[0-9]*\.?[0-9]+$ ]] || die "POLL must be a number of seconds, got '$POLL'"
+[[ $POLL =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "POLL must be a Go duration such as 1ms or 500us, got '$POLL'"
+[[ $PUSH_POLL =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "PUSH_POLL must be a Go duration such as 5ms, got '$PUSH_POLL'"
+[[ $WAIT_GONE == [01] ]] || die "WAIT_GONE must be 0 or 1, got '$WAIT_GONE'"
 [[ -n ${EPOCHREALTIME:-} ]] || die "bash 5 or later is needed (\$EPOCHREALTIME)"
 
 ns_ok() {
@@ -266,30 +297,44 @@ stamp() {
 	done
 }
 
-# probe HOST: one GET / through the router; sets CODE (000 when no answer).
-probe() {
-	curl -s -o "$TMP/body" -w '%{http_code}' --max-time 2 -H "Host: $1" "$ROUTER_URL/" >"$TMP/code" 2>/dev/null || true
-	CODE=000
-	read -r CODE <"$TMP/code" || true
+# probed NAME HOST WANT BODY INTERVAL_DURING CMD...: run CMD under bench/probe,
+# which polls HOST through the router from CMD's start until it answers WANT
+# (with BODY in the body, unless BODY is empty). CMD's output, each line
+# stamped as it arrives, goes to $TMP/NAME.out; the probe's fields to PR_*
+# (see bench/probe: PR_wall_ms, PR_start_to_want_ms, PR_return_to_want_ms,
+# PR_already, PR_probes, PR_first_status, PR_window_ms, PR_rtt_ms, PR_start_us,
+# PR_return_us, PR_want_us, ...). Dies when CMD fails or WANT never comes.
+probed() {
+	local name=$1 host=$2 want=$3 body=$4 during=$5 rc=0 kv f
+	shift 5
+	rm -f "$TMP/$name.probe"
+	MINICF_HOME=$MCF_HOME "$PROBE" --router "127.0.0.1:$ROUTER_PORT" --host "$host" --want "$want" \
+		${body:+--body-contains "$body"} --interval "$POLL" --interval-during "$during" \
+		--timeout "${ROUTE_TIMEOUT}s" --result "$TMP/$name.probe" -- "$@" 2>&1 | stamp >"$TMP/$name.out" || rc=$?
+	if ((rc != 0)); then
+		sed 's/^[0-9]* //' "$TMP/$name.out" >&2
+		alive "$UP_PID" "minicf up"
+		case $rc in
+		3) die "$* failed (its output is above)" ;;
+		*) die "$host did not answer $want through the router within ${ROUTE_TIMEOUT}s of minicf $2's return (bench/probe exit $rc; above)" ;;
+		esac
+	fi
+	read -r -a f <"$TMP/$name.probe" || die "bench/probe wrote no result for $name"
+	for kv in "${f[@]:1}"; do
+		printf -v "PR_${kv%%=*}" '%s' "${kv#*=}"
+	done
 }
 
-# wait_code HOST WANT: probe every POLL until HOST answers WANT; sets
-# AT (microseconds, when the answering curl returned) and PROBES.
-wait_code() {
-	local host=$1 want=$2 deadline
-	now
-	deadline=$((NOW + ROUTE_TIMEOUT * 1000000))
-	PROBES=0
-	while :; do
-		probe "$host"
-		now
-		AT=$NOW
-		PROBES=$((PROBES + 1))
-		[[ $CODE == "$want" ]] && return 0
-		((AT < deadline)) || die "$host did not answer $want through the router within ${ROUTE_TIMEOUT}s (last: $CODE $(head -c 200 "$TMP/body" 2>/dev/null | tr '\n' ' '))"
-		alive "$UP_PID" "minicf up"
-		sleep "$POLL"
-	done
+# us_ms FROM_US TO_US: TO-FROM (microseconds) in milliseconds, 3 decimals.
+us_ms() {
+	local d=$(($2 - $1)) s=
+	((d < 0)) && s=- && d=$((-d))
+	printf '%s%d.%03d' "$s" $((d / 1000)) $((d % 1000))
+}
+
+# f1 VALUE: a number with one decimal, or VALUE itself when it is not a number.
+f1() {
+	if [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then printf '%.1f' "$1"; else printf '%s' "$1"; fi
 }
 
 # wait_gone APP_GUID_PREFIX: wait (60s at most) until the BBS has no actual
@@ -326,6 +371,16 @@ else
 	mkdir -p bin
 	go build -o bin/minicf ./cmd/minicf || die "go build ./cmd/minicf failed"
 	MINICF=$ROOT/bin/minicf
+fi
+if [[ -n ${PROBE_BIN:-} ]]; then
+	[[ -x $PROBE_BIN ]] || die "PROBE_BIN=$PROBE_BIN is not an executable"
+	PROBE=$PROBE_BIN
+else
+	PROBE=$TMP/probe
+	# No fallback to a curl per probe: a fork and a connection each, 15-40 ms
+	# here, would be as long as the propagation it measures.
+	go build -o "$PROBE" ./bench/probe ||
+		die "go build ./bench/probe failed (output above): push.sh times every command with it; fix the build or set PROBE_BIN"
 fi
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -411,22 +466,19 @@ reg_latency() {
 		END { printf "%.9f %d\n", s + 0, c + 0 }'
 }
 
-# push_app APP: push, wait for the first 200, and gather the phases. Sets
-# P_T0 P_T1 P_200 P_PROBES and PH_* (milliseconds).
+# push_app APP: push under bench/probe (the first 200 with APP's name in the
+# body), and gather the phases. Sets P_T0 P_T1 P_200 (microseconds),
+# P_WALL P_START200 P_RET200 P_ALREADY P_PROBES P_WINDOW P_RTT and PH_* (milliseconds).
 push_app() {
-	local app=$1 rc=0 out=$TMP/push-$1.txt reg0 reg1
+	local app=$1 out=$TMP/push-$1.out reg0 reg1
 	reg0=$(reg_latency)
-	now
-	P_T0=$NOW
 	# shellcheck disable=SC2086 # PUSH_ARGS is split on purpose
-	cli push "$app" -p "$APP_DIR" ${PUSH_ARGS:-} 2>&1 | stamp >"$out" || rc=$?
-	now
-	P_T1=$NOW
-	((rc == 0)) || { sed 's/^[0-9]* //' "$out" >&2; die "minicf push $app failed (exit $rc)"; }
-	wait_code "$app.$DOMAIN" 200
-	P_200=$AT
-	P_PROBES=$PROBES
-	grep -q "\"app\": *\"$app\"" "$TMP/body" || die "$app.$DOMAIN answered 200 but not as $app: $(head -c 300 "$TMP/body")"
+	probed "push-$app" "$app.$DOMAIN" 200 "\"app\": \"$app\"" "$PUSH_POLL" \
+		"$MINICF" push "$app" -p "$APP_DIR" ${PUSH_ARGS:-}
+	P_T0=$PR_start_us P_T1=$PR_return_us P_200=$PR_want_us
+	P_WALL=$PR_wall_ms P_START200=$PR_start_to_want_ms P_RET200=$PR_return_to_want_ms
+	P_ALREADY=$PR_already P_PROBES=$PR_probes P_WINDOW=$PR_window_ms P_RTT=$PR_rtt_ms
+	[[ $PR_first_status == 404 ]] || die "$app.$DOMAIN answered $PR_first_status before $app was pushed, want 404"
 	reg1=$(reg_latency)
 	# Where the time went.
 	cli logs "$app" --recent >"$TMP/logs-$app.txt" 2>&1 || true
@@ -503,7 +555,7 @@ print(" ".join([
     ms(build1, dropped),      # the droplet: tar + gzip + upload to the CC
     ms(starting, since),      # desire, auction, container, app up, health check → RUNNING
     ms(since, t1),            # RUNNING → push returns (the CLI polls stats every 250 ms)
-    ms(since, t200),          # RUNNING → first 200 through the router (probing starts when push returns)
+    ms(since, t200),          # RUNNING → first 200 through the router (probed every PUSH_POLL during the push)
     table,                    # RUNNING → endpoint in the router's table (the router's histogram)
     ms(starting, cell0),      # "Starting app..." → the cell creates the container (desire, auction)
     ms(cell0, healthy),       # the app container: create → healthy (10 ms resolution)
@@ -513,8 +565,9 @@ EOF
 	read -r PH_PREP PH_UPLOAD PH_STAGE PH_STGTASK PH_BUILD PH_DROPLET PH_START PH_NOTICE PH_ROUTE PH_TABLE PH_PLACE PH_CELL <<<"$phases"
 }
 
-# delete_app APP: delete -f -r and wait for its instance to leave the BBS;
-# sets D_WALL D_GONE (ms).
+
+# delete_app APP: delete -f -r; sets D_WALL (ms), and with WAIT_GONE=1
+# D_GONE (ms until its instance left the BBS; "-" otherwise).
 delete_app() {
 	local app=$1 t0 t1
 	now
@@ -522,67 +575,77 @@ delete_app() {
 	cli delete "$app" -f -r >"$TMP/delete-$app.txt" 2>&1 || { cat "$TMP/delete-$app.txt" >&2; die "minicf delete $app failed"; }
 	now
 	t1=$NOW
-	wait_gone
 	D_WALL=$(ms "$t0" "$t1")
-	D_GONE=$(ms "$t0" "$GONE")
+	D_GONE=-
+	if [[ $WAIT_GONE == 1 ]]; then
+		wait_gone
+		D_GONE=$(ms "$t0" "$GONE")
+	fi
 }
 
-# ---- warm-up: the first build --------------------------------------------
-log "warm-up: pushing $APP_DIR as warmup (fills the staging Go build cache)"
-push_app warmup
-W_WALL=$(ms "$P_T0" "$P_T1")
-W_200=$(ms "$P_T0" "$P_200")
-W_BUILD=$PH_BUILD
-# Resolution of one probe (a curl + POLL), measured on the warm-up's route.
-now
-t=$NOW
-for _ in $(seq 20); do probe "warmup.$DOMAIN"; sleep "$POLL"; done
-now
-PROBE_MS=$(ms 0 $(((NOW - t) / 20)))
-delete_app warmup
-
-# ---- measured rounds ---------------------------------------------------------
 : >"$REPORT"
+T_START=$SECONDS
+
+# ---- warm-up: the first build, and the app of the route cycles -------------
+log "warm-up: pushing $APP_DIR as warmup (fills the staging Go build cache; it stays up for the map/unmap cycles)"
+push_app warmup
+W_WALL=$P_WALL
+W_200=$P_START200
+W_BUILD=$PH_BUILD
+T_WARM=$((SECONDS - T_START))
+
+# ---- map-route / unmap-route cycles --------------------------------------------
+# On the running warmup app, a hostname per cycle that was never routed:
+# map-route → first 200 from warmup, unmap-route → first 404.
+: >"$TMP/routes.txt"
+T0=$SECONDS
+if ((ROUTE_REPEAT > 0)); then
+	emit '\nmap-route / unmap-route on the running app warmup, per cycle (ms; * = the answer was there when the command returned):\n'
+	emit '%-5s %-5s %8s %9s %9s %4s %7s | %8s %10s %9s %4s %7s\n' \
+		cycle host map 'map->200' 'ret->200' '#' window unmap 'unmap->404' 'ret->404' '#' window
+fi
+for ((c = 1; c <= ROUTE_REPEAT; c++)); do
+	host=r$c
+	((c % 10 == 1)) && log "map/unmap cycles $c-$((c + 9 > ROUTE_REPEAT ? ROUTE_REPEAT : c + 9))/$ROUTE_REPEAT"
+	probed "map-$host" "$host.$DOMAIN" 200 '"app": "warmup"' "$POLL" \
+		"$MINICF" map-route warmup "$DOMAIN" --hostname "$host"
+	[[ $PR_first_status == 404 ]] || die "$host.$DOMAIN answered $PR_first_status before map-route, want 404"
+	m=("$PR_wall_ms" "$PR_start_to_want_ms" "$PR_return_to_want_ms" "$PR_already" "$PR_probes" "$PR_window_ms" "$PR_rtt_ms")
+	probed "unmap-$host" "$host.$DOMAIN" 404 '' "$POLL" \
+		"$MINICF" unmap-route warmup "$DOMAIN" --hostname "$host"
+	[[ $PR_first_status == 200 ]] || die "$host.$DOMAIN answered $PR_first_status before unmap-route, want 200"
+	u=("$PR_wall_ms" "$PR_start_to_want_ms" "$PR_return_to_want_ms" "$PR_already" "$PR_probes" "$PR_window_ms" "$PR_rtt_ms")
+	echo "$c ${m[*]} ${u[*]}" >>"$TMP/routes.txt"
+	mark_m= mark_u=
+	[[ ${m[3]} == 1 ]] && mark_m='*'
+	[[ ${u[3]} == 1 ]] && mark_u='*'
+	emit '%-5s %-5s %8s %9s %9s %4s %7s | %8s %10s %9s %4s %7s\n' "$c" "$host" \
+		"$(f1 "${m[0]}")" "$(f1 "${m[1]}")" "$(f1 "${m[2]}")$mark_m" "${m[4]}" "$(f1 "${m[5]}")" \
+		"$(f1 "${u[0]}")" "$(f1 "${u[1]}")" "$(f1 "${u[2]}")$mark_u" "${u[4]}" "$(f1 "${u[5]}")"
+done
+T_ROUTES=$((SECONDS - T0))
+
+# ---- measured pushes -----------------------------------------------------------
 : >"$TMP/rows.txt"
-emit '\nper round (ms; # = probes it took; see the legend below):\n'
-emit '%-5s %9s %9s %9s %3s | %9s %9s %3s | %10s %9s %3s | %8s %8s\n' \
-	round 'push' 'ret->200' 'push->200' '#' 'map->200' 'ret->200' '#' 'unmap->404' 'ret->404' '#' 'delete' 'gone'
 : >"$TMP/phases.txt"
+T0=$SECONDS
+emit '\npushes, per round (ms; * = the 200 was there when push returned; see the legend below):\n'
+emit '%-5s %8s %9s %9s %4s %7s %9s | %7s %7s\n' \
+	round push 'push->200' 'ret->200' '#' window 'run->200' delete gone
 for ((r = 1; r <= REPEAT; r++)); do
 	app=bench$r
-	host=m$r
-	log "round $r/$REPEAT: push $app, map/unmap $host.$DOMAIN, delete"
+	((r % 10 == 1)) && log "pushes $r-$((r + 9 > REPEAT ? REPEAT : r + 9))/$REPEAT (push, first 200, delete)"
 	push_app "$app"
 	echo "$r $PH_PREP $PH_UPLOAD $PH_STAGE $PH_STGTASK $PH_BUILD $PH_DROPLET $PH_START $PH_NOTICE $PH_ROUTE $PH_TABLE $PH_PLACE $PH_CELL" >>"$TMP/phases.txt"
-
-	probe "$host.$DOMAIN"
-	[[ $CODE == 404 ]] || die "$host.$DOMAIN answered $CODE before map-route, want 404"
-	now
-	m0=$NOW
-	cli map-route "$app" "$DOMAIN" --hostname "$host" >"$TMP/map-$app.txt" 2>&1 || { cat "$TMP/map-$app.txt" >&2; die "minicf map-route failed"; }
-	now
-	m1=$NOW
-	wait_code "$host.$DOMAIN" 200
-	m200=$AT
-	mprobes=$PROBES
-
-	now
-	u0=$NOW
-	cli unmap-route "$app" "$DOMAIN" --hostname "$host" >"$TMP/unmap-$app.txt" 2>&1 || { cat "$TMP/unmap-$app.txt" >&2; die "minicf unmap-route failed"; }
-	now
-	u1=$NOW
-	wait_code "$host.$DOMAIN" 404
-	u404=$AT
-	uprobes=$PROBES
-
 	delete_app "$app"
-
-	row=("$r" "$(ms "$P_T0" "$P_T1")" "$(ms "$P_T1" "$P_200")" "$(ms "$P_T0" "$P_200")" "$P_PROBES"
-		"$(ms "$m0" "$m200")" "$(ms "$m1" "$m200")" "$mprobes"
-		"$(ms "$u0" "$u404")" "$(ms "$u1" "$u404")" "$uprobes" "$D_WALL" "$D_GONE")
+	row=("$r" "$P_WALL" "$P_START200" "$P_RET200" "$P_ALREADY" "$P_PROBES" "$P_WINDOW" "$PH_ROUTE" "$D_WALL" "$D_GONE" "$P_RTT")
 	echo "${row[*]}" >>"$TMP/rows.txt"
-	emit '%-5s %9s %9s %9s %3s | %9s %9s %3s | %10s %9s %3s | %8s %8s\n' "${row[@]}"
+	mark=
+	[[ $P_ALREADY == 1 ]] && mark='*'
+	emit '%-5s %8s %9s %9s %4s %7s %9s | %7s %7s\n' "$r" "$(f1 "$P_WALL")" "$(f1 "$P_START200")" \
+		"$(f1 "$P_RET200")$mark" "$P_PROBES" "$(f1 "$P_WINDOW")" "$(f1 "$PH_ROUTE")" "$(f1 "$D_WALL")" "$(f1 "$D_GONE")"
 done
+T_PUSHES=$((SECONDS - T0))
 
 emit '\nwhere the push goes, per round (ms; see the legend below):\n'
 emit '%-5s %7s %7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %7s\n' round prep upload staging 'stg-log' 'go-build' droplet starting notice route table place cell
@@ -591,39 +654,51 @@ while read -r -a f; do
 done <"$TMP/phases.txt"
 
 # ---- summary -------------------------------------------------------------
-# stats FILE COL: "p50 p90 max" (nearest rank) of column COL, skipping "-".
+# stats FILE COL: "p50 p90 p99 max n" (nearest rank) of column COL, skipping "-".
 stats() {
 	awk -v c="$2" '$c != "-" { print $c }' "$1" | sort -g | awk '
+		function rank(p,  i) { i = int(NR * p); if (i < NR * p) i++; return i < 1 ? 1 : i }
 		{ v[NR] = $1 }
 		END {
-			if (NR == 0) { print "- - -"; exit }
-			i50 = int(NR * 0.5); if (i50 < NR * 0.5) i50++
-			i90 = int(NR * 0.9); if (i90 < NR * 0.9) i90++
-			printf "%s %s %s\n", v[i50], v[i90], v[NR]
+			if (NR == 0) { print "- - - - 0"; exit }
+			printf "%.1f %.1f %.1f %.1f %d\n", v[rank(0.5)], v[rank(0.9)], v[rank(0.99)], v[NR], NR
 		}'
 }
-# summary_row NAME FILE COL GOAL_MS: one line of the summary table.
+# count FILE COL VALUE: how many rows have VALUE in column COL.
+count() { awk -v c="$2" -v v="$3" '$c == v { n++ } END { print n + 0 }' "$1"; }
+# summary_row NAME FILE COL GOAL_MS [NOTE]: one line of the summary table.
 summary_row() {
-	local name=$1 file=$2 col=$3 goal=$4 p50 p90 max verdict=
-	read -r p50 p90 max <<<"$(stats "$file" "$col")"
+	local name=$1 file=$2 col=$3 goal=$4 note=${5:-} p50 p90 p99 max n verdict=
+	read -r p50 p90 p99 max n <<<"$(stats "$file" "$col")"
 	if [[ $goal != - && $max != - ]]; then
 		verdict=$(awk -v p="$p90" -v m="$max" -v g="$goal" 'BEGIN {
 			if (m < g) print "ok (max)"; else if (p < g) print "p90 ok, max over"; else print "OVER" }')
 	fi
-	emit '%-26s %9s %9s %9s %9s  %s\n' "$name" "$p50" "$p90" "$max" "$goal" "$verdict"
+	emit '%-26s %9s %9s %9s %9s %4s %7s  %s\n' "$name" "$p50" "$p90" "$p99" "$max" "$n" "$goal" "$verdict${note:+ ($note)}"
 }
 
-emit '\nsummary over %d rounds (ms, nearest-rank percentiles):\n' "$REPEAT"
-emit '%-26s %9s %9s %9s %9s  %s\n' measure p50 p90 max goal verdict
+emit '\nsummary (ms; nearest-rank percentiles: p99 is the max when n <= 100):\n'
+emit '%-26s %9s %9s %9s %9s %4s %7s  %s\n' measure p50 p90 p99 max n goal verdict
 summary_row push_wall "$TMP/rows.txt" 2 -
-summary_row push_return_to_200 "$TMP/rows.txt" 3 -
-summary_row push_start_to_200 "$TMP/rows.txt" 4 "$PUSH_GOAL_MS"
-summary_row map_start_to_200 "$TMP/rows.txt" 6 "$ROUTE_GOAL_MS"
-summary_row map_return_to_200 "$TMP/rows.txt" 7 "$ROUTE_GOAL_MS"
-summary_row unmap_start_to_404 "$TMP/rows.txt" 9 "$ROUTE_GOAL_MS"
-summary_row unmap_return_to_404 "$TMP/rows.txt" 10 "$ROUTE_GOAL_MS"
-summary_row delete_wall "$TMP/rows.txt" 12 -
-summary_row delete_to_instance_gone "$TMP/rows.txt" 13 -
+summary_row push_start_to_200 "$TMP/rows.txt" 3 "$PUSH_GOAL_MS"
+summary_row push_return_to_200 "$TMP/rows.txt" 4 - "0 = there at the return: $(count "$TMP/rows.txt" 5 1) of $REPEAT"
+summary_row running_to_200 "$TMP/rows.txt" 8 -
+summary_row push_probe_window "$TMP/rows.txt" 7 -
+summary_row push_first_200_rtt "$TMP/rows.txt" 11 -
+if ((ROUTE_REPEAT > 0)); then
+	summary_row map_wall "$TMP/routes.txt" 2 -
+	summary_row map_start_to_200 "$TMP/routes.txt" 3 "$ROUTE_GOAL_MS"
+	summary_row map_return_to_200 "$TMP/routes.txt" 4 "$ROUTE_GOAL_MS" "0 = there at the return: $(count "$TMP/routes.txt" 5 1) of $ROUTE_REPEAT"
+	summary_row map_probe_window "$TMP/routes.txt" 7 -
+	summary_row map_first_200_rtt "$TMP/routes.txt" 8 -
+	summary_row unmap_wall "$TMP/routes.txt" 9 -
+	summary_row unmap_start_to_404 "$TMP/routes.txt" 10 "$ROUTE_GOAL_MS"
+	summary_row unmap_return_to_404 "$TMP/routes.txt" 11 "$ROUTE_GOAL_MS" "0 = there at the return: $(count "$TMP/routes.txt" 12 1) of $ROUTE_REPEAT"
+	summary_row unmap_probe_window "$TMP/routes.txt" 14 -
+	summary_row unmap_first_404_rtt "$TMP/routes.txt" 15 -
+fi
+summary_row delete_wall "$TMP/rows.txt" 9 -
+[[ $WAIT_GONE == 1 ]] && summary_row delete_to_instance_gone "$TMP/rows.txt" 10 -
 summary_row phase_prep "$TMP/phases.txt" 2 -
 summary_row phase_upload "$TMP/phases.txt" 3 -
 summary_row phase_staging "$TMP/phases.txt" 4 -
@@ -632,23 +707,23 @@ summary_row phase_go_build "$TMP/phases.txt" 6 -
 summary_row phase_droplet "$TMP/phases.txt" 7 -
 summary_row phase_starting "$TMP/phases.txt" 8 -
 summary_row phase_notice "$TMP/phases.txt" 9 -
-summary_row phase_running_to_200 "$TMP/phases.txt" 10 -
 summary_row phase_running_to_table "$TMP/phases.txt" 11 -
 summary_row phase_place "$TMP/phases.txt" 12 -
 summary_row phase_app_container "$TMP/phases.txt" 13 -
-emit '\nfirst build (warm-up push, before the rounds): push %s ms, push start → first 200 %s ms, go build %s ms\n' \
-	"$W_WALL" "$W_200" "$W_BUILD"
-emit 'one probe (curl + %ss sleep) ≈ %s ms: the resolution of every "→ first 200/404"\n' "$POLL" "$PROBE_MS"
+emit '\nfirst build (warm-up push, before the rest): push %s ms, push start → first 200 %s ms, go build %s ms\n' \
+	"$(f1 "$W_WALL")" "$(f1 "$W_200")" "$W_BUILD"
+emit 'wall time: warm-up %ds, %d map/unmap cycles %ds, %d pushes %ds (%s s a round), whole script %ds\n' \
+	"$T_WARM" "$ROUTE_REPEAT" "$T_ROUTES" "$REPEAT" "$T_PUSHES" "$(awk -v t="$T_PUSHES" -v n="$REPEAT" 'BEGIN { printf "%.1f", t / n }')" "$SECONDS"
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- results file ----------------------------------------------------------
 mkdir -p "$(dirname "$RESULTS_FILE")"
 {
-	echo "# bench/push.sh: push → first 200, map-route → first 200, unmap-route → first 404 (issue 6)"
+	echo "# bench/push.sh: push → first 200, map-route → first 200, unmap-route → first 404, RUNNING → first 200 (issues 6, 8)"
 	echo "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "host:        $(uname -a)"
-	echo "nproc:       $(nproc)"
+	echo "cpu:         $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "load avg:    $LOAD_START at the start, $LOAD_END at the end (1/5/15 min; the machine is shared)"
 	echo "go:          $(go version)"
 	echo "tree:        $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null ||
@@ -659,18 +734,26 @@ mkdir -p "$(dirname "$RESULTS_FILE")"
 	else
 		echo "mode:        process, 2 cells"
 	fi
-	echo "settings:    REPEAT=$REPEAT POLL=${POLL}s app=${APP_DIR#"$ROOT"/} PUSH_ARGS='${PUSH_ARGS:-}' staging GOCACHE=$([[ ${COLD_CACHE:-0} == 1 ]] && echo 'empty at the start (COLD_CACHE=1)' || echo "the host's ($(go env GOCACHE))")"
+	echo "settings:    REPEAT=$REPEAT ROUTE_REPEAT=$ROUTE_REPEAT POLL=$POLL PUSH_POLL=$PUSH_POLL WAIT_GONE=$WAIT_GONE app=${APP_DIR#"$ROOT"/} PUSH_ARGS='${PUSH_ARGS:-}'"
+	echo "             staging GOCACHE=$([[ ${COLD_CACHE:-0} == 1 ]] && echo 'empty at the start (COLD_CACHE=1)' || echo "the host's ($(go env GOCACHE))")"
 	echo "goals:       push start → first 200 < ${PUSH_GOAL_MS} ms (after the first build); map-route → first 200 and"
 	echo "             unmap-route → first 404 < ${ROUTE_GOAL_MS} ms, from the command's start and from its return"
 	cat "$REPORT"
-	cat <<'EOF'
+	cat <<'LEGEND'
 
-legend (ms):
-  push        minicf push's wall time            ret->200  push returned → first 200 through the router
-  push->200   push started → first 200           #         curls it took (1 = there at the first probe)
-  map->200    map-route started → first 200      ret->200  map-route returned → first 200
-  unmap->404  unmap-route started → first 404    ret->404  unmap-route returned → first 404
-  delete      minicf delete -f -r's wall time    gone      delete started → no actual LRP left in the BBS
+legend (ms; every time comes from bench/probe, which starts probing with the command):
+  map, unmap  the command's wall time              map->200, unmap->404  command start → first 200 / 404
+  ret->200    command return → first 200 / 404; 0 and * when it was already there at the return
+  #           probes sent (the wanted one included)
+  window      the probe's resolution: from sending the last probe that got the old answer to the
+              first new answer; the route changed inside it
+  *_rtt       (summary) the first new answer's own round trip, the end of the window: a new route's
+              first request may open the router's TLS connection to the instance's sidecar
+  push        minicf push's wall time              push->200  push started → first 200 (with the app's name)
+  run->200    the instance's RUNNING (its since in the BBS) → first 200 through the router; probes
+              every PUSH_POLL during the push, so it is exact to a window
+  delete      minicf delete -f -r's wall time      gone       delete started → no actual LRP left in the
+              BBS (WAIT_GONE=1 only; ~5 s, the rep's ProxyReloadWait before it destroys the container)
   prep       push start → "Uploading" (CLI start, manifest, app, route); prep and upload are stamped when
              this script reads the CLI's lines: on a busy machine a few ms can move from one to the other
   upload     "Uploading" → "Uploaded N files" (resource match, package, bits)
@@ -680,11 +763,11 @@ legend (ms):
   droplet    STG "Start command" → "Uploaded /tmp/droplet.tgz" (tar + gzip of the droplet, upload to the CC)
   starting   "Starting app..." → the instance's RUNNING since in the BBS (desire, auction, container, app, health check)
   notice     RUNNING → push returns (the CLI polls instance stats every 250 ms, then prints the summary)
-  route      RUNNING → first 200 through the router; an upper bound: probing starts only when push returns
+  route      RUNNING → first 200 through the router (= run->200)
   table      RUNNING → the endpoint in the router's table (the router's registration latency histogram:
              BBS event, route emitter, NATS, router), the part of "route" before the first request
   place      "Starting app..." → CELL "creating container" (desired LRP, auction, the cell claims it)
   cell       CELL "creating container" → "Container became healthy" of the app instance (10 ms resolution)
-EOF
+LEGEND
 } >"$RESULTS_FILE"
 log "results written to ${RESULTS_FILE#"$ROOT"/}"
