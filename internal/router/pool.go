@@ -2,6 +2,7 @@ package router
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,22 +21,49 @@ const (
 )
 
 // Pool holds the endpoints of one route (host and context path).
+//
+// Requests read the pool without a lock: writers (serialized by mu) publish
+// each new endpoint list as a fresh immutable poolState, so a request picks
+// from a consistent list with one atomic load. Lists are small (one entry
+// per instance), so copying one on every change costs less than a read lock
+// on every request.
 type Pool struct {
 	key mbus.RouteKey
 
-	mu        sync.RWMutex
-	endpoints []*Endpoint
-	byAddr    map[string]*Endpoint
-	lb        string // round-robin or least-connection
+	mu     sync.Mutex
+	byAddr map[string]*Endpoint // writers only
+	state  atomic.Pointer[poolState]
 
 	next atomic.Uint32
 }
 
+// poolState is one published version of a pool. Never modified once stored.
+type poolState struct {
+	endpoints []*Endpoint
+	lb        string // round-robin or least-connection
+}
+
 func newPool(key mbus.RouteKey, lb string) *Pool {
-	p := &Pool{key: key, byAddr: make(map[string]*Endpoint, 1), lb: lb}
+	p := &Pool{key: key, byAddr: make(map[string]*Endpoint, 1)}
+	p.state.Store(&poolState{lb: lb})
 	// A random start spreads the first requests of many routers over instances.
 	p.next.Store(rand.Uint32())
 	return p
+}
+
+// publish stores a new version built from the current one by edit, which
+// gets a copy of the endpoint list it may change. Callers hold mu.
+func (p *Pool) publish(lb string, edit func([]*Endpoint) []*Endpoint) {
+	cur := p.state.Load()
+	next := &poolState{lb: cur.lb}
+	if lb != "" {
+		next.lb = lb
+	}
+	next.endpoints = slices.Clone(cur.endpoints)
+	if edit != nil {
+		next.endpoints = edit(next.endpoints)
+	}
+	p.state.Store(next)
 }
 
 // Key is the route this pool serves.
@@ -47,12 +75,12 @@ func (p *Pool) Key() mbus.RouteKey { return p.key }
 func (p *Pool) put(e *Endpoint, lb string) (putResult, *Endpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if lb != "" {
-		p.lb = lb
+	if lb != "" && lb != p.state.Load().lb {
+		p.publish(lb, nil)
 	}
 	old, ok := p.byAddr[e.Addr]
 	if !ok {
-		p.endpoints = append(p.endpoints, e)
+		p.publish("", func(eps []*Endpoint) []*Endpoint { return append(eps, e) })
 		p.byAddr[e.Addr] = e
 		return putAdded, nil
 	}
@@ -60,6 +88,7 @@ func (p *Pool) put(e *Endpoint, lb string) (putResult, *Endpoint) {
 		return putIgnored, nil
 	}
 	if old.sameAs(e) {
+		// A heartbeat: the list is unchanged, so nothing is published.
 		old.updated.Store(e.updated.Load())
 		return putRefreshed, nil
 	}
@@ -72,12 +101,12 @@ func (p *Pool) put(e *Endpoint, lb string) (putResult, *Endpoint) {
 	} else {
 		closeIdle(old)
 	}
-	for i, x := range p.endpoints {
-		if x == old {
-			p.endpoints[i] = e
-			break
+	p.publish("", func(eps []*Endpoint) []*Endpoint {
+		if i := slices.Index(eps, old); i >= 0 {
+			eps[i] = e
 		}
-	}
+		return eps
+	})
 	p.byAddr[e.Addr] = e
 	return putUpdated, old
 }
@@ -111,18 +140,13 @@ func (p *Pool) removeEndpoint(e *Endpoint) bool {
 	return true
 }
 
-func (p *Pool) removeLocked(e *Endpoint) {
-	delete(p.byAddr, e.Addr)
-	for i, x := range p.endpoints {
-		if x == e {
-			// Copy rather than reslice in place: pickers hold the old slice
-			// under the read lock only while picking, but clarity wins here.
-			eps := make([]*Endpoint, 0, len(p.endpoints)-1)
-			eps = append(eps, p.endpoints[:i]...)
-			p.endpoints = append(eps, p.endpoints[i+1:]...)
-			break
-		}
+func (p *Pool) removeLocked(gone ...*Endpoint) {
+	for _, e := range gone {
+		delete(p.byAddr, e.Addr)
 	}
+	p.publish("", func(eps []*Endpoint) []*Endpoint {
+		return slices.DeleteFunc(eps, func(x *Endpoint) bool { return slices.Contains(gone, x) })
+	})
 }
 
 // prune removes plaintext endpoints not refreshed within their stale
@@ -134,7 +158,7 @@ func (p *Pool) prune(now time.Time) []*Endpoint {
 	defer p.mu.Unlock()
 	var pruned []*Endpoint
 	nowNs := now.UnixNano()
-	for _, e := range p.endpoints {
+	for _, e := range p.state.Load().endpoints {
 		if e.TLS {
 			continue
 		}
@@ -142,8 +166,8 @@ func (p *Pool) prune(now time.Time) []*Endpoint {
 			pruned = append(pruned, e)
 		}
 	}
-	for _, e := range pruned {
-		p.removeLocked(e)
+	if len(pruned) > 0 {
+		p.removeLocked(pruned...)
 	}
 	return pruned
 }
@@ -151,42 +175,28 @@ func (p *Pool) prune(now time.Time) []*Endpoint {
 // freshen stamps every endpoint as registered now. Called after the bus comes
 // back, so that routes are not all pruned before emitters re-register them.
 func (p *Pool) freshen(now time.Time) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	for _, e := range p.endpoints {
+	for _, e := range p.state.Load().endpoints {
 		e.updated.Store(now.UnixNano())
 	}
 }
 
 // Len is the number of endpoints.
-func (p *Pool) Len() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return len(p.endpoints)
-}
+func (p *Pool) Len() int { return len(p.state.Load().endpoints) }
 
 // Endpoints returns a copy of the endpoints, in registration order.
 func (p *Pool) Endpoints() []*Endpoint {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return append([]*Endpoint(nil), p.endpoints...)
+	return slices.Clone(p.state.Load().endpoints)
 }
 
 // LoadBalancing is the pool's algorithm.
-func (p *Pool) LoadBalancing() string {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.lb
-}
+func (p *Pool) LoadBalancing() string { return p.state.Load().lb }
 
 // byInstance finds the endpoint of one instance, for sticky sessions.
 func (p *Pool) byInstance(id string) *Endpoint {
 	if id == "" {
 		return nil
 	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	for _, e := range p.endpoints {
+	for _, e := range p.state.Load().endpoints {
 		if e.PrivateInstanceID == id {
 			return e
 		}
@@ -196,9 +206,7 @@ func (p *Pool) byInstance(id string) *Endpoint {
 
 // byAppIndex finds the endpoint targeted by X-Cf-App-Instance.
 func (p *Pool) byAppIndex(app, index string) *Endpoint {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	for _, e := range p.endpoints {
+	for _, e := range p.state.Load().endpoints {
 		if e.AppID == app && e.PrivateInstanceIdx == index {
 			return e
 		}
@@ -211,22 +219,22 @@ func (p *Pool) byAppIndex(app, index string) *Endpoint {
 // within retryAfterFailure (a passive outlier ejection, as gorouter does).
 // It returns nil when every endpoint has been tried.
 func (p *Pool) pick(tried []*Endpoint, now time.Time, retryAfterFailure time.Duration) *Endpoint {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	n := len(p.endpoints)
+	st := p.state.Load()
+	eps := st.endpoints
+	n := len(eps)
 	if n == 0 {
 		return nil
 	}
 	if n == 1 && len(tried) == 0 {
-		return p.endpoints[0]
+		return eps[0]
 	}
 	cutoff := now.UnixNano() - int64(retryAfterFailure)
 	var fallback *Endpoint
-	if p.lb == mbus.LBLeastConnection {
+	if st.lb == mbus.LBLeastConnection {
 		start := rand.IntN(n)
 		var best *Endpoint
 		for i := 0; i < n; i++ {
-			e := p.endpoints[(start+i)%n]
+			e := eps[(start+i)%n]
 			if contains(tried, e) {
 				continue
 			}
@@ -247,7 +255,7 @@ func (p *Pool) pick(tried []*Endpoint, now time.Time, retryAfterFailure time.Dur
 	}
 	start := int(p.next.Add(1) % uint32(n))
 	for i := 0; i < n; i++ {
-		e := p.endpoints[(start+i)%n]
+		e := eps[(start+i)%n]
 		if contains(tried, e) {
 			continue
 		}

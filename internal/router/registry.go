@@ -1,29 +1,72 @@
 package router
 
 import (
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minicf/minicf/internal/mbus"
 )
 
 // node is one level of the route table: a host's root, or a context-path
-// segment below it. Most hosts have no paths, so children stays nil and a
-// lookup is one map access.
+// segment below it. Requests read nodes without any lock, so everything a
+// reader follows is an atomic pointer; writers hold Registry.mu. Most hosts
+// have no paths, so kids stays nil and a lookup is one map access.
 type node struct {
-	pool     *Pool
-	children map[string]*node
+	pool atomic.Pointer[Pool]
+	// kids maps a segment to its node. The map is never changed once
+	// stored: a writer stores a changed copy. Nodes have few children, and a
+	// plain map read is the fastest lookup there is.
+	kids atomic.Pointer[map[string]*node]
 }
+
+func (n *node) child(seg string) *node {
+	if k := n.kids.Load(); k != nil {
+		return (*k)[seg]
+	}
+	return nil
+}
+
+// setChild adds (c != nil) or removes (c == nil) a child. Writers only.
+func (n *node) setChild(seg string, c *node) {
+	var next map[string]*node
+	if k := n.kids.Load(); k != nil {
+		next = maps.Clone(*k)
+	}
+	if c != nil {
+		if next == nil {
+			next = make(map[string]*node, 1)
+		}
+		next[seg] = c
+	} else {
+		delete(next, seg)
+	}
+	if len(next) == 0 {
+		n.kids.Store(nil)
+		return
+	}
+	n.kids.Store(&next)
+}
+
+func (n *node) hasKids() bool { return n.kids.Load() != nil }
 
 // Registry is the route table: exact hosts, wildcard hosts ("*.apps.localhost")
 // and context paths under either, each with its endpoint pool.
+//
+// Lookups take no lock: every request reads the table, so a lock here, even a
+// read lock, would be one cache line all cores fight over. The host maps are
+// sync.Maps (a concurrent hash trie since Go 1.24, whose Load is lock-free),
+// nodes hold atomic pointers, and pools publish immutable endpoint lists.
+// Writers (NATS messages, pruning) are serialized by mu.
 type Registry struct {
-	mu    sync.RWMutex
-	exact map[string]*node
-	wild  map[string]*node // keyed by the suffix after "*."
-	pools int
-	eps   int
+	mu    sync.Mutex
+	exact sync.Map // host -> *node
+	wild  sync.Map // the suffix after "*." -> *node
+	nwild atomic.Int64
+	pools atomic.Int64
+	eps   atomic.Int64
 
 	defaultStale time.Duration
 	defaultLB    string
@@ -39,8 +82,6 @@ func NewRegistry(defaultStale time.Duration, defaultLB string) *Registry {
 		defaultLB = mbus.LBRoundRobin
 	}
 	return &Registry{
-		exact:        make(map[string]*node),
-		wild:         make(map[string]*node),
 		defaultStale: defaultStale,
 		defaultLB:    defaultLB,
 	}
@@ -67,18 +108,20 @@ func (r *Registry) Register(m *mbus.RegistryMessage, now time.Time) RegisterResu
 		}
 		e := newEndpoint(m, r.defaultStale, now)
 		n := r.nodeFor(key, true)
-		if n.pool == nil {
-			n.pool = newPool(key, r.defaultLB)
-			r.pools++
+		pool := n.pool.Load()
+		if pool == nil {
+			pool = newPool(key, r.defaultLB)
+			n.pool.Store(pool)
+			r.pools.Add(1)
 		}
-		out, old := n.pool.put(e, lb)
+		out, old := pool.put(e, lb)
 		if r.onAdd != nil && (out == putAdded || out == putUpdated && old != nil && old.PrivateInstanceID != e.PrivateInstanceID) {
-			r.onAdd(n.pool, e)
+			r.onAdd(pool, e)
 		}
 		switch out {
 		case putAdded:
 			res.Added++
-			r.eps++
+			r.eps.Add(1)
 		case putUpdated:
 			res.Updated++
 		case putRefreshed:
@@ -103,12 +146,12 @@ func (r *Registry) Unregister(m *mbus.RegistryMessage) []*Endpoint {
 			continue
 		}
 		n := r.nodeFor(key, false)
-		if n == nil || n.pool == nil {
+		if n == nil || n.pool.Load() == nil {
 			continue
 		}
-		if e := n.pool.remove(addr, m.EndpointUpdatedAtNs); e != nil {
+		if e := n.pool.Load().remove(addr, m.EndpointUpdatedAtNs); e != nil {
 			removed = append(removed, e)
-			r.eps--
+			r.eps.Add(-1)
 			r.dropIfEmpty(key)
 		}
 	}
@@ -123,7 +166,7 @@ func (r *Registry) RemoveEndpoint(p *Pool, e *Endpoint) bool {
 	if !p.removeEndpoint(e) {
 		return false
 	}
-	r.eps--
+	r.eps.Add(-1)
 	r.dropIfEmpty(p.key)
 	return true
 }
@@ -132,20 +175,18 @@ func (r *Registry) RemoveEndpoint(p *Pool, e *Endpoint) bool {
 // endpoints under the exact host, else under the nearest wildcard host.
 // host must be lower case without a port; path is the request's escaped path.
 func (r *Registry) Lookup(host, path string) *Pool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if n := r.exact[host]; n != nil {
-		if p := match(n, path); p != nil {
+	if v, ok := r.exact.Load(host); ok {
+		if p := match(v.(*node), path); p != nil {
 			return p
 		}
 	}
-	if len(r.wild) == 0 {
+	if r.nwild.Load() == 0 {
 		return nil
 	}
 	for i := 0; i < len(host); i++ {
 		if host[i] == '.' {
-			if n := r.wild[host[i+1:]]; n != nil {
-				if p := match(n, path); p != nil {
+			if v, ok := r.wild.Load(host[i+1:]); ok {
+				if p := match(v.(*node), path); p != nil {
 					return p
 				}
 			}
@@ -156,10 +197,10 @@ func (r *Registry) Lookup(host, path string) *Pool {
 
 func match(n *node, path string) *Pool {
 	var best *Pool
-	if n.pool != nil && n.pool.Len() > 0 {
-		best = n.pool
+	if p := n.pool.Load(); p != nil && p.Len() > 0 {
+		best = p
 	}
-	if n.children == nil {
+	if !n.hasKids() {
 		return best
 	}
 	cur := n
@@ -179,37 +220,47 @@ func match(n *node, path string) *Pool {
 		if i := strings.IndexByte(seg, ';'); i >= 0 {
 			seg = seg[:i] // matrix parameters never name a route
 		}
-		child := cur.children[seg]
+		child := cur.child(seg)
 		if child == nil {
-			child = cur.children[strings.ToLower(seg)]
+			child = cur.child(strings.ToLower(seg))
 		}
 		if child == nil {
 			break
 		}
 		cur = child
-		if cur.pool != nil && cur.pool.Len() > 0 {
-			best = cur.pool
+		if p := cur.pool.Load(); p != nil && p.Len() > 0 {
+			best = p
 		}
-		if cur.children == nil {
+		if !cur.hasKids() {
 			break
 		}
 	}
 	return best
 }
 
+// top returns the host map a route key belongs in and its name there.
+func (r *Registry) top(key mbus.RouteKey) (*sync.Map, string, bool) {
+	if strings.HasPrefix(key.Host, "*.") {
+		return &r.wild, key.Host[2:], true
+	}
+	return &r.exact, key.Host, false
+}
+
 // nodeFor walks (and with create, builds) the node for key. Callers hold mu.
 func (r *Registry) nodeFor(key mbus.RouteKey, create bool) *node {
-	top, name := r.exact, key.Host
-	if strings.HasPrefix(key.Host, "*.") {
-		top, name = r.wild, key.Host[2:]
-	}
-	n := top[name]
-	if n == nil {
+	top, name, wild := r.top(key)
+	var n *node
+	if v, ok := top.Load(name); ok {
+		n = v.(*node)
+	} else {
 		if !create {
 			return nil
 		}
 		n = &node{}
-		top[name] = n
+		top.Store(name, n)
+		if wild {
+			r.nwild.Add(1)
+		}
 	}
 	path := key.Path
 	for len(path) > 0 {
@@ -220,16 +271,13 @@ func (r *Registry) nodeFor(key mbus.RouteKey, create bool) *node {
 		} else {
 			path = ""
 		}
-		child := n.children[seg]
+		child := n.child(seg)
 		if child == nil {
 			if !create {
 				return nil
 			}
-			if n.children == nil {
-				n.children = make(map[string]*node, 1)
-			}
 			child = &node{}
-			n.children[seg] = child
+			n.setChild(seg, child)
 		}
 		n = child
 	}
@@ -239,14 +287,12 @@ func (r *Registry) nodeFor(key mbus.RouteKey, create bool) *node {
 // dropIfEmpty removes key's pool when it has no endpoints, and the nodes
 // above it that no longer hold anything. Callers hold mu.
 func (r *Registry) dropIfEmpty(key mbus.RouteKey) {
-	top, name := r.exact, key.Host
-	if strings.HasPrefix(key.Host, "*.") {
-		top, name = r.wild, key.Host[2:]
-	}
-	root := top[name]
-	if root == nil {
+	top, name, wild := r.top(key)
+	v, ok := top.Load(name)
+	if !ok {
 		return
 	}
+	root := v.(*node)
 	segs := []string{}
 	if key.Path != "" {
 		segs = strings.Split(key.Path[1:], "/")
@@ -254,29 +300,29 @@ func (r *Registry) dropIfEmpty(key mbus.RouteKey) {
 	chain := []*node{root}
 	n := root
 	for _, s := range segs {
-		n = n.children[s]
+		n = n.child(s)
 		if n == nil {
 			return
 		}
 		chain = append(chain, n)
 	}
-	if n.pool == nil || n.pool.Len() > 0 {
+	if p := n.pool.Load(); p == nil || p.Len() > 0 {
 		return
 	}
-	n.pool = nil
-	r.pools--
+	n.pool.Store(nil)
+	r.pools.Add(-1)
 	for i := len(chain) - 1; i >= 0; i-- {
 		c := chain[i]
-		if c.pool != nil || len(c.children) > 0 {
+		if c.pool.Load() != nil || c.hasKids() {
 			return
 		}
 		if i == 0 {
-			delete(top, name)
-		} else {
-			delete(chain[i-1].children, segs[i-1])
-			if len(chain[i-1].children) == 0 {
-				chain[i-1].children = nil
+			top.Delete(name)
+			if wild {
+				r.nwild.Add(-1)
 			}
+		} else {
+			chain[i-1].setChild(segs[i-1], nil)
 		}
 	}
 }
@@ -290,7 +336,7 @@ func (r *Registry) PruneStale(now time.Time) []*Endpoint {
 	r.walkLocked(func(p *Pool) {
 		if gone := p.prune(now); len(gone) > 0 {
 			pruned = append(pruned, gone...)
-			r.eps -= len(gone)
+			r.eps.Add(-int64(len(gone)))
 			if p.Len() == 0 {
 				emptied = append(emptied, p.key)
 			}
@@ -305,23 +351,21 @@ func (r *Registry) PruneStale(now time.Time) []*Endpoint {
 
 // Freshen stamps every endpoint as registered now.
 func (r *Registry) Freshen(now time.Time) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.walkLocked(func(p *Pool) { p.freshen(now) })
 }
 
 // Counts returns the number of routes (pools) and endpoints.
 func (r *Registry) Counts() (routes, endpoints int) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.pools, r.eps
+	return int(r.pools.Load()), int(r.eps.Load())
 }
 
 // Pools returns every pool, for /routes.
 func (r *Registry) Pools() []*Pool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]*Pool, 0, r.pools)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Pool, 0, r.pools.Load())
 	r.walkLocked(func(p *Pool) { out = append(out, p) })
 	return out
 }
@@ -329,17 +373,16 @@ func (r *Registry) Pools() []*Pool {
 func (r *Registry) walkLocked(f func(*Pool)) {
 	var walk func(n *node)
 	walk = func(n *node) {
-		if n.pool != nil {
-			f(n.pool)
+		if p := n.pool.Load(); p != nil {
+			f(p)
 		}
-		for _, c := range n.children {
-			walk(c)
+		if k := n.kids.Load(); k != nil {
+			for _, c := range *k {
+				walk(c)
+			}
 		}
 	}
-	for _, n := range r.exact {
-		walk(n)
-	}
-	for _, n := range r.wild {
-		walk(n)
-	}
+	visit := func(_, v any) bool { walk(v.(*node)); return true }
+	r.exact.Range(visit)
+	r.wild.Range(visit)
 }
