@@ -1,11 +1,15 @@
 package router
 
 import (
-	"bufio"
+	"cmp"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"runtime"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minicf/minicf/internal/mbus"
@@ -16,36 +20,65 @@ import (
 // app's own recent logs can show its RTR lines.
 type AppLogPublisher func(appID string, batch []byte)
 
-// maxAppLogBatch bounds what one app's lines may hold between flushes; an app
+// maxAppLogBatch bounds what one app's lines may hold in one flush; an app
 // under a flood loses RTR lines rather than the router its memory.
 const maxAppLogBatch = 256 << 10
 
-// AccessLog writes one line per request in gorouter's format. Lines go to a
-// buffer flushed every flushEvery and on Close: a write per request would
-// cost a system call on the hot path.
+// AccessLog writes one line per request in gorouter's format, to a writer
+// and, per app, as RTR lines published on the bus.
+//
+// Requests only append their line to one of several sharded buffers, picked
+// at random, so no lock is shared by every request (one buffer's mutex would
+// be taken once per request by every core). A flusher, every flushEvery and
+// on Close, takes the buffers, puts the lines back in the order the requests
+// finished, writes them in one call (a write per request would cost a system
+// call on the hot path) and builds each app's batch of RTR lines.
 type AccessLog struct {
-	mu      sync.Mutex
-	w       *bufio.Writer // nil when only publishing
+	shards  []logShard
+	out     io.Writer // nil when only publishing
 	publish AppLogPublisher
-	// pending holds each app's lines until the next flush: one NATS message
-	// per app per flush costs far less than one per request.
-	pending map[string][]byte
-	dropped int64
 
+	flushMu sync.Mutex // one flush at a time, so lines leave in order
+	merged  []logLine  // flusher's scratch space
+	outBuf  []byte
+	dropped atomic.Int64
+
+	kick chan struct{} // a shard filled up: flush before the tick
 	stop chan struct{}
 	done chan struct{}
 }
 
-const flushEvery = 200 * time.Millisecond
+type logShard struct {
+	mu    sync.Mutex
+	buf   []byte    // rendered lines
+	lines []logLine // where each line is in buf, and what it is for
+	_     [64]byte  // keep neighbouring shards' locks off one cache line
+}
 
-var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// logLine is one request's line in its shard's buffer.
+type logLine struct {
+	end      int64 // unix ns when the request finished: the merge order
+	start    int64
+	off, n   int
+	buf      []byte // the shard buffer holding it (set by the flusher)
+	appID    string
+	appIndex string
+}
+
+const (
+	flushEvery = 200 * time.Millisecond
+	// A shard past maxShardBuf asks for an early flush; past maxShardHold
+	// (the flusher cannot keep up with a flood) its new lines are dropped
+	// and counted, so the router's memory stays bounded.
+	maxShardBuf  = 64 << 10
+	maxShardHold = 1 << 20
+)
 
 // NewAccessLog writes to out (may be nil) and publishes per app (may be nil).
 func NewAccessLog(out io.Writer, publish AppLogPublisher) *AccessLog {
-	a := &AccessLog{publish: publish, pending: map[string][]byte{}, stop: make(chan struct{}), done: make(chan struct{})}
-	if out != nil {
-		a.w = bufio.NewWriterSize(out, 64<<10)
-	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	a := &AccessLog{shards: make([]logShard, n), out: out, publish: publish,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.flushLoop()
 	return a
 }
@@ -58,6 +91,8 @@ func (a *AccessLog) flushLoop() {
 		select {
 		case <-t.C:
 			a.Flush()
+		case <-a.kick:
+			a.Flush()
 		case <-a.stop:
 			a.Flush()
 			return
@@ -65,25 +100,87 @@ func (a *AccessLog) flushLoop() {
 	}
 }
 
-// Flush writes out buffered lines and publishes pending app lines.
+// Log records one request.
+func (a *AccessLog) Log(r *http.Request, st *reqState, total time.Duration) {
+	sh := &a.shards[rand.IntN(len(a.shards))]
+	sh.mu.Lock()
+	if len(sh.buf) >= maxShardHold {
+		sh.mu.Unlock()
+		a.dropped.Add(1)
+		return
+	}
+	off := len(sh.buf)
+	sh.buf = appendAccessLine(sh.buf, r, st, total)
+	sh.lines = append(sh.lines, logLine{end: st.start.UnixNano() + int64(total), start: st.start.UnixNano(),
+		off: off, n: len(sh.buf) - off, appID: st.appID, appIndex: st.appIndex})
+	full := len(sh.buf) >= maxShardBuf
+	sh.mu.Unlock()
+	if full {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Flush writes out buffered lines and publishes each app's lines.
 func (a *AccessLog) Flush() error {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
+	lines := a.merged[:0]
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.Lock()
+		buf, ls := sh.buf, sh.lines
+		if len(ls) > 0 {
+			// The taken buffer is read after the unlock, so the shard starts
+			// a new one rather than reusing it.
+			sh.buf, sh.lines = make([]byte, 0, cap(buf)), ls[:0:0]
+		}
+		sh.mu.Unlock()
+		for _, l := range ls {
+			l.buf = buf
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(lines, func(x, y logLine) int { return cmp.Compare(x.end, y.end) })
 	var err error
-	a.mu.Lock()
-	if a.w != nil {
-		err = a.w.Flush()
+	if a.out != nil {
+		b := a.outBuf[:0]
+		for _, l := range lines {
+			b = append(b, l.buf[l.off:l.off+l.n]...)
+		}
+		_, err = a.out.Write(b)
+		a.outBuf = b
 	}
-	// Take the map out from under the lock before ranging over it: Log
-	// writes to whatever map a.pending holds.
-	pending := a.pending
-	if len(pending) > 0 {
-		a.pending = make(map[string][]byte, len(pending))
-	} else {
-		pending = nil
+	if a.publish != nil {
+		batches := map[string][]byte{}
+		var order []string
+		for _, l := range lines {
+			if l.appID == "" {
+				continue
+			}
+			batch, ok := batches[l.appID]
+			if !ok {
+				order = append(order, l.appID)
+			}
+			// An app under a flood loses RTR lines rather than the router its memory.
+			if len(batch) >= maxAppLogBatch {
+				a.dropped.Add(1)
+				continue
+			}
+			batch = mbus.AppendAppLog(batch, l.appID, "RTR", l.appIndex, l.start, l.buf[l.off:l.off+l.n-1])
+			batches[l.appID] = append(batch, '\n')
+		}
+		for _, app := range order {
+			a.publish(app, batches[app])
+		}
 	}
-	a.mu.Unlock()
-	for app, batch := range pending {
-		a.publish(app, batch)
-	}
+	clear(lines) // drop references to the shards' old buffers
+	a.merged = lines[:0]
 	return err
 }
 
@@ -98,27 +195,9 @@ func (a *AccessLog) Close() error {
 	return nil
 }
 
-// Log records one request.
-func (a *AccessLog) Log(r *http.Request, st *reqState, total time.Duration) {
-	bp := lineBufs.Get().(*[]byte)
-	b := appendAccessLine((*bp)[:0], r, st, total)
-	a.mu.Lock()
-	if a.w != nil {
-		a.w.Write(b)
-	}
-	if a.publish != nil && st.appID != "" {
-		batch := a.pending[st.appID]
-		if len(batch) < maxAppLogBatch {
-			batch = mbus.AppendAppLog(batch, st.appID, "RTR", st.appIndex, st.start.UnixNano(), b[:len(b)-1])
-			a.pending[st.appID] = append(batch, '\n')
-		} else {
-			a.dropped++
-		}
-	}
-	a.mu.Unlock()
-	*bp = b
-	lineBufs.Put(bp)
-}
+// Dropped counts lines lost to floods: RTR lines past an app's batch limit,
+// and lines that found their shard full.
+func (a *AccessLog) Dropped() int64 { return a.dropped.Load() }
 
 // appendAccessLine renders gorouter's access-log line:
 //
