@@ -366,15 +366,31 @@ func TestTaskCancelStopsItWithoutReporting(t *testing.T) {
 	})
 	info, err := c.garden.Info("long")
 	must(t, err)
+	c.rep.mu.Lock()
+	run := c.rep.tasks["long"]
+	c.rep.mu.Unlock()
+	if run == nil {
+		t.Fatal("the rep holds no run of the task")
+	}
 	f.cancelTask("long") // what the BBS does, before it tells the cell
 	start := time.Now()
 	must(t, c.client.CancelTask(ctxT(t), c.presence(), "long"))
 	c.waitNoContainer("long")
 	t.Logf("stopped %v after the cancel", time.Since(start).Round(time.Millisecond))
 	assertNothingLeft(t, c.garden, []int{info.Processes[0].PID}, nil)
-	time.Sleep(50 * time.Millisecond)
+	// The task's goroutine is what would report it, synchronously: once it
+	// has returned (done is closed, as StopAll waits for it), any report
+	// it made is among the calls.
+	select {
+	case <-run.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled task's goroutine did not end")
+	}
 	if calls := f.callsMatching("complete-task"); len(calls) != 0 {
 		t.Fatalf("a cancelled task was reported: %v", calls)
+	}
+	if st := c.rep.State(); len(st.Tasks) != 0 {
+		t.Fatalf("the rep still lists tasks: %+v", st.Tasks)
 	}
 	if err := c.client.CancelTask(ctxT(t), c.presence(), "long"); !errors.Is(err, ErrTaskNotFound) {
 		t.Fatalf("cancelling a task the cell no longer runs: %v", err)
