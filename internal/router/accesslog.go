@@ -52,7 +52,12 @@ type logShard struct {
 	mu    sync.Mutex
 	buf   []byte    // rendered lines
 	lines []logLine // where each line is in buf, and what it is for
-	_     [64]byte  // keep neighbouring shards' locks off one cache line
+	// The flusher hands the buffers it took back here once written, so
+	// that a busy router reuses two buffers per shard instead of growing
+	// a new one every flush.
+	spareBuf   []byte
+	spareLines []logLine
+	_          [64]byte // keep neighbouring shards' locks off one cache line
 }
 
 // logLine is one request's line in its shard's buffer.
@@ -128,21 +133,45 @@ func (a *AccessLog) Flush() error {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 	lines := a.merged[:0]
+	type taken struct {
+		buf   []byte
+		lines []logLine
+	}
+	var takenBufs [16]taken
+	took := takenBufs[:0]
 	for i := range a.shards {
 		sh := &a.shards[i]
 		sh.mu.Lock()
 		buf, ls := sh.buf, sh.lines
 		if len(ls) > 0 {
-			// The taken buffer is read after the unlock, so the shard starts
-			// a new one rather than reusing it.
-			sh.buf, sh.lines = make([]byte, 0, cap(buf)), ls[:0:0]
+			// The taken buffer is read after the unlock, so the shard goes
+			// on with its spare one.
+			sh.buf, sh.lines = sh.spareBuf[:0], sh.spareLines[:0]
+			sh.spareBuf, sh.spareLines = nil, nil
 		}
 		sh.mu.Unlock()
+		if len(ls) == 0 {
+			took = append(took, taken{})
+			continue
+		}
+		took = append(took, taken{buf, ls})
 		for _, l := range ls {
 			l.buf = buf
 			lines = append(lines, l)
 		}
 	}
+	defer func() {
+		for i, t := range took {
+			if t.buf == nil {
+				continue
+			}
+			clear(t.lines)
+			sh := &a.shards[i]
+			sh.mu.Lock()
+			sh.spareBuf, sh.spareLines = t.buf[:0], t.lines[:0]
+			sh.mu.Unlock()
+		}
+	}()
 	if len(lines) == 0 {
 		return nil
 	}
@@ -157,15 +186,27 @@ func (a *AccessLog) Flush() error {
 		a.outBuf = b
 	}
 	if a.publish != nil {
-		batches := map[string][]byte{}
+		// Size each app's batch once: a JSON envelope adds about 200 bytes
+		// to a line.
+		sizes := map[string]int{}
 		var order []string
+		for _, l := range lines {
+			if l.appID == "" {
+				continue
+			}
+			if _, ok := sizes[l.appID]; !ok {
+				order = append(order, l.appID)
+			}
+			sizes[l.appID] += l.n + 256
+		}
+		batches := make(map[string][]byte, len(order))
 		for _, l := range lines {
 			if l.appID == "" {
 				continue
 			}
 			batch, ok := batches[l.appID]
 			if !ok {
-				order = append(order, l.appID)
+				batch = make([]byte, 0, min(sizes[l.appID], maxAppLogBatch+4096))
 			}
 			// An app under a flood loses RTR lines rather than the router its memory.
 			if len(batch) >= maxAppLogBatch {

@@ -111,6 +111,23 @@ type reqState struct {
 	routerError string
 	backendTime time.Duration
 	attempts    int
+
+	// vals backs the one-value header slices the router sets, so that a
+	// request does not pay an allocation per header.
+	vals  [12]string
+	nvals int
+}
+
+// one returns a one-element header value for v, from st.vals while it lasts.
+// The slice's capacity is one, so an append by anyone else copies it.
+func (st *reqState) one(v string) []string {
+	if st.nvals == len(st.vals) {
+		return []string{v}
+	}
+	i := st.nvals
+	st.nvals++
+	st.vals[i] = v
+	return st.vals[i : i+1 : i+1]
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +135,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.finish(r, &st)
 
 	st.requestID = requestID(r.Header)
-	r.Header[headerRequestID] = []string{st.requestID}
+	r.Header[headerRequestID] = st.one(st.requestID)
 
 	if !(r.ProtoMajor == 1 && r.ProtoMinor <= 1 || r.ProtoMajor == 2 && r.ProtoMinor == 0) {
 		// As gorouter's protocol check: only HTTP/1.0, 1.1 and 2 are proxied.
@@ -153,7 +170,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sticky := p.stickyInstance(r)
 	upgrade := upgradeOf(r.Header)
-	prepareRequestHeaders(r, st.requestID)
+	prepareRequestHeaders(r, &st)
 	body, err := p.readReplayableBody(r, &st)
 	if err != nil {
 		p.fail(w, &st, http.StatusBadRequest, "", "Could not read the request body")
@@ -220,7 +237,7 @@ type forwardResult struct {
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, body []byte, upgrade, sticky string, pool *Pool, st *reqState) forwardResult {
 	e.inflight.Add(1)
 	defer e.inflight.Add(-1)
-	setEndpointHeaders(r, e)
+	setEndpointHeaders(r, e, st)
 	st.backendAddr, st.appID, st.appIndex, st.instanceID = e.Addr, e.AppID, e.PrivateInstanceIdx, e.PrivateInstanceID
 
 	backendStart := time.Now()
@@ -231,19 +248,27 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 	if err != nil {
 		return forwardResult{err: err, retriable: true}
 	}
+	// A client that leaves, while the backend thinks or mid-response, must
+	// not keep the backend working for nobody: closing the connection ends
+	// the round trip or the copy below at once, and the backend sees its
+	// connection close, as it would behind gorouter. One watch covers both.
+	unwatch := watchConn(r.Context(), c)
 	resp, err := p.roundTrip(c, r, body, upgrade)
 	if err != nil && reused && replayable && isNoResponse(err) && (isWriteError(err) || isIdempotent(r)) && r.Context().Err() == nil {
 		// The backend closed an idle connection as we picked it up. A request
 		// that could not be written, or one that is safe to repeat, goes once
 		// more on a fresh connection; any other may have reached the app.
+		unwatch()
 		c.Close()
 		c, err = p.tr.dial(r.Context(), e)
 		if err != nil {
 			return forwardResult{err: err, retriable: true}
 		}
+		unwatch = watchConn(r.Context(), c)
 		resp, err = p.roundTrip(c, r, body, upgrade)
 	}
 	if err != nil {
+		unwatch()
 		c.Close()
 		var nr *noResponseError
 		retriable := errors.As(err, &nr) && replayable && (nr.writing || isIdempotent(r))
@@ -251,12 +276,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+		if !unwatch() {
+			c.Close()
+			return forwardResult{}
+		}
 		p.upgrade(w, r, c, resp, st)
 		return forwardResult{}
 	}
-	// A client that leaves mid-response must not keep the backend streaming
-	// to nobody: closing the connection ends the copy below at once.
-	unwatch := context.AfterFunc(r.Context(), func() { c.Close() })
 
 	h := w.Header()
 	removeHopHeaders(resp.Header)
@@ -264,7 +290,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 		h[k] = vv
 	}
 	if _, ok := h[headerRequestID]; !ok {
-		h[headerRequestID] = []string{st.requestID}
+		h[headerRequestID] = st.one(st.requestID)
 	}
 	p.stickyResponse(h, e, sticky, pool)
 	st.status = resp.StatusCode
@@ -284,6 +310,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, e *Endpoint, bod
 	}
 	p.tr.put(e, c)
 	return forwardResult{}
+}
+
+// watchConn closes c when ctx ends, until the returned stop is called. c is
+// a parameter so that the callback never reads a variable the caller reuses.
+func watchConn(ctx context.Context, c *backendConn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { c.Close() })
 }
 
 // noResponseError is a failure before any byte of a response arrived. writing
@@ -307,11 +339,8 @@ func isNoResponse(err error) bool {
 }
 
 // roundTrip writes the request on c and reads the response headers.
+// The caller closes c if the client leaves meanwhile.
 func (p *Proxy) roundTrip(c *backendConn, r *http.Request, body []byte, upgrade string) (*http.Response, error) {
-	// If the client leaves while the backend thinks, the backend should see
-	// its connection close, as it would behind gorouter.
-	unwatch := context.AfterFunc(r.Context(), func() { c.Close() })
-	defer unwatch()
 	if err := writeRequest(c.bw, r, body, upgrade); err != nil {
 		return nil, &noResponseError{err: err, writing: true}
 	}
@@ -511,14 +540,14 @@ func headerHasToken(vals []string, token string) bool {
 }
 
 // prepareRequestHeaders sets gorouter's request headers once per request.
-func prepareRequestHeaders(r *http.Request, reqID string) {
+func prepareRequestHeaders(r *http.Request, st *reqState) {
 	h := r.Header
 	removeHopHeaders(h)
 	if ip := hostOnly(r.RemoteAddr); ip != "" {
 		if prior, ok := h[headerForwardedFor]; ok && len(prior) > 0 {
-			h[headerForwardedFor] = []string{strings.Join(prior, ", ") + ", " + ip}
+			h[headerForwardedFor] = st.one(strings.Join(prior, ", ") + ", " + ip)
 		} else {
-			h[headerForwardedFor] = []string{ip}
+			h[headerForwardedFor] = st.one(ip)
 		}
 	}
 	if _, ok := h[headerForwardedProto]; !ok {
@@ -526,24 +555,24 @@ func prepareRequestHeaders(r *http.Request, reqID string) {
 		if r.TLS != nil {
 			proto = "https"
 		}
-		h[headerForwardedProto] = []string{proto}
+		h[headerForwardedProto] = st.one(proto)
 	}
 	if _, ok := h[headerRequestStart]; !ok {
-		h[headerRequestStart] = []string{strconv.FormatInt(time.Now().UnixMilli(), 10)}
+		h[headerRequestStart] = st.one(strconv.FormatInt(time.Now().UnixMilli(), 10))
 	}
-	h[headerTraceparent] = []string{traceparent(h.Get(headerTraceparent), reqID)}
+	h[headerTraceparent] = st.one(traceparent(h.Get(headerTraceparent), st.requestID))
 }
 
-func setEndpointHeaders(r *http.Request, e *Endpoint) {
+func setEndpointHeaders(r *http.Request, e *Endpoint, st *reqState) {
 	h := r.Header
 	if e.AppID != "" {
-		h[headerAppID] = []string{e.AppID}
+		h[headerAppID] = st.one(e.AppID)
 	} else {
 		delete(h, headerAppID)
 	}
-	h[headerInstanceID] = []string{e.InstanceHeader()}
+	h[headerInstanceID] = st.one(e.InstanceHeader())
 	if e.PrivateInstanceIdx != "" {
-		h[headerInstanceIndex] = []string{e.PrivateInstanceIdx}
+		h[headerInstanceIndex] = st.one(e.PrivateInstanceIdx)
 	} else {
 		delete(h, headerInstanceIndex)
 	}
