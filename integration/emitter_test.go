@@ -13,12 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
@@ -36,7 +33,7 @@ const propagationBudget = time.Second
 type emitterWorld struct {
 	d       *diego
 	natsURL string // with credentials, as components take it
-	router  *routerProc
+	router  *harness.Router
 	emitter *harness.Proc
 }
 
@@ -45,9 +42,9 @@ func startEmitterWorld(t *testing.T) *emitterWorld {
 	requireRouteEmitterVerb(t)
 	d := startDiego(t, "cell-1")
 	port := harness.FreePort(t)
-	startNATS(t, port)
+	suite.StartNATS(t, port)
 	w := &emitterWorld{d: d, natsURL: "nats://nats:nats@127.0.0.1:" + port}
-	w.router = startRouter(t, routerSpec{natsURL: w.natsURL, backendCA: foundationCAFile(d.home)})
+	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: foundationCAFile(d.home)})
 	w.emitter = startRouteEmitter(t, d, w.natsURL)
 	return w
 }
@@ -78,9 +75,9 @@ func startRouteEmitter(t testing.TB, d *diego, natsURL string, extra ...string) 
 }
 
 // routeSet is /routes for the given hosts: host → sorted "address instance".
-func routeSet(t testing.TB, r *routerProc, hosts ...string) map[string][]string {
+func routeSet(t testing.TB, r *harness.Router, hosts ...string) map[string][]string {
 	t.Helper()
-	all := r.routes(t)
+	all := r.Routes(t)
 	out := map[string][]string{}
 	for _, h := range hosts {
 		for _, e := range all[h] {
@@ -89,16 +86,6 @@ func routeSet(t testing.TB, r *routerProc, hosts ...string) map[string][]string 
 		sort.Strings(out[h])
 	}
 	return out
-}
-
-func instanceIDs(t testing.TB, r *routerProc, host string) []string {
-	t.Helper()
-	var ids []string
-	for _, e := range r.routes(t)[host] {
-		ids = append(ids, e.PrivateInstanceID)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // checkWithin polls f until it passes, failing when budget has passed
@@ -132,67 +119,6 @@ func updateRoutes(t *testing.T, d *diego, guid string, hosts ...string) {
 	}
 }
 
-// busRecorder keeps what the test's NATS client sees on router.register and
-// router.unregister.
-type busRecorder struct {
-	mu   sync.Mutex
-	msgs []recorded
-}
-
-type recorded struct {
-	at      time.Time
-	subject string
-	m       registryMessage
-}
-
-func recordBus(t testing.TB, b *bus) *busRecorder {
-	t.Helper()
-	rec := &busRecorder{}
-	for _, subj := range []string{"router.register", "router.unregister"} {
-		sub, err := b.nc.Subscribe(subj, func(msg *nats.Msg) {
-			var m registryMessage
-			if json.Unmarshal(msg.Data, &m) != nil {
-				return
-			}
-			rec.mu.Lock()
-			rec.msgs = append(rec.msgs, recorded{at: time.Now(), subject: msg.Subject, m: m})
-			rec.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sub.Unsubscribe() })
-	}
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return rec
-}
-
-// firstRegister is when the first router.register of uri arrived.
-func (r *busRecorder) firstRegister(uri string) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, x := range r.msgs {
-		if x.subject == "router.register" && len(x.m.URIs) == 1 && x.m.URIs[0] == uri {
-			return x.at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-func (r *busRecorder) since(at time.Time, subject string) []registryMessage {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []registryMessage
-	for _, x := range r.msgs {
-		if !x.at.Before(at) && x.subject == subject {
-			out = append(out, x.m)
-		}
-	}
-	return out
-}
-
 // TestEmitter_RoutePropagation drives the whole path with real processes:
 // an LRP with a route becomes reachable through the router within a second
 // of running; a second route, a scale-down and a removal reach the router
@@ -210,27 +136,27 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	if err := w.d.client.DesireLRP(ctx, diegoApp(guid, 2)); err != nil {
 		t.Fatal(err)
 	}
-	var first response
+	var first harness.Response
 	var firstAt time.Time
 	testutil.CheckFor(t, 60*time.Second, 2*time.Millisecond, func() error {
-		resp, err := w.router.tryGet(host1, "/")
+		resp, err := w.router.TryGet(host1, "/")
 		if err != nil {
 			return err
 		}
-		if resp.status != http.StatusOK {
-			return fmt.Errorf("%s answered %d (%s)", host1, resp.status, resp.routerError())
+		if resp.Status != http.StatusOK {
+			return fmt.Errorf("%s answered %d (%s)", host1, resp.Status, resp.RouterError())
 		}
 		first, firstAt = resp, time.Now()
 		return nil
 	})
 	var answered *bbs.ActualLRP
 	for _, a := range w.d.actuals(t, guid) {
-		if strings.Contains(first.body, "instance "+a.InstanceGUID+" ") {
+		if strings.Contains(first.Body, "instance "+a.InstanceGUID+" ") {
 			answered = a
 		}
 	}
 	if answered == nil || answered.State != bbs.StateRunning {
-		t.Fatalf("the router's answer %q is from no running instance: %+v", first.body, w.d.actuals(t, guid))
+		t.Fatalf("the router's answer %q is from no running instance: %+v", first.Body, w.d.actuals(t, guid))
 	}
 	if lat := firstAt.Sub(time.Unix(0, answered.Since)); lat > propagationBudget {
 		t.Fatalf("first 200 came %v after the instance ran (budget %v)", lat, propagationBudget)
@@ -250,7 +176,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	}
 	sort.Strings(all)
 	checkWithin(t, latest, propagationBudget, "both instances in /routes", func() error {
-		if got := instanceIDs(t, w.router, host1); !slices.Equal(got, all) {
+		if got := w.router.InstanceIDs(t, host1); !slices.Equal(got, all) {
 			return fmt.Errorf("/routes has %v for %s, want %v", got, host1, all)
 		}
 		return nil
@@ -259,17 +185,17 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	// 2. Map a second route.
 	updateRoutes(t, w.d, guid, host1, host2)
 	checkWithin(t, time.Now(), propagationBudget, "second route answers", func() error {
-		resp, err := w.router.tryGet(host2, "/")
+		resp, err := w.router.TryGet(host2, "/")
 		if err != nil {
 			return err
 		}
-		if resp.status != http.StatusOK || !strings.Contains(resp.body, "instance ") {
-			return fmt.Errorf("%s answered %d %q", host2, resp.status, resp.body)
+		if resp.Status != http.StatusOK || !strings.Contains(resp.Body, "instance ") {
+			return fmt.Errorf("%s answered %d %q", host2, resp.Status, resp.Body)
 		}
 		return nil
 	})
 	testutil.CheckFor(t, propagationBudget, 5*time.Millisecond, func() error {
-		if got := instanceIDs(t, w.router, host2); !slices.Equal(got, all) {
+		if got := w.router.InstanceIDs(t, host2); !slices.Equal(got, all) {
 			return fmt.Errorf("/routes has %v for %s, want %v", got, host2, all)
 		}
 		return nil
@@ -279,7 +205,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	// the same routes come back within one heartbeat (1 s), nothing is
 	// unregistered and no request fails (TLS routes are not pruned by age).
 	before := routeSet(t, w.router, host1, host2)
-	rec := recordBus(t, w.router.bus)
+	rec := harness.RecordBus(t, w.router.Bus)
 	var okCount, failCount atomic.Int64
 	var firstFailure atomic.Value
 	stop := make(chan struct{})
@@ -296,14 +222,14 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 			if i%2 == 1 {
 				host = host2
 			}
-			resp, err := w.router.tryGet(host, "/")
+			resp, err := w.router.TryGet(host, "/")
 			switch {
 			case err != nil:
 				failCount.Add(1)
 				firstFailure.CompareAndSwap(nil, err.Error())
-			case resp.status != http.StatusOK:
+			case resp.Status != http.StatusOK:
 				failCount.Add(1)
-				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %d %s", host, resp.status, resp.routerError()))
+				firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %d %s", host, resp.Status, resp.RouterError()))
 			default:
 				okCount.Add(1)
 			}
@@ -335,7 +261,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 		restartAt.Sub(killedAt).Round(time.Millisecond), startedAt.Sub(restartAt).Round(time.Millisecond))
 	checkWithin(t, startedAt, 1100*time.Millisecond, "every route registered again", func() error {
 		seen := map[string]bool{}
-		for _, m := range rec.since(restartAt, "router.register") {
+		for _, m := range rec.Since(restartAt, "router.register") {
 			if len(m.URIs) == 1 && m.Tags["component"] == "route-emitter" {
 				seen[m.URIs[0]+" "+m.Host+":"+strconv.Itoa(int(m.TLSPort))+" "+m.PrivateInstanceID] = true
 			}
@@ -368,7 +294,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	if f := failCount.Load(); f > 0 {
 		t.Fatalf("%d of %d requests failed across the emitter restart; first: %v", f, f+okCount.Load(), firstFailure.Load())
 	}
-	if un := rec.since(killedAt, "router.unregister"); len(un) > 0 {
+	if un := rec.Since(killedAt, "router.unregister"); len(un) > 0 {
 		t.Fatalf("the restart unregistered running instances: %+v", un)
 	}
 	t.Logf("%d requests across the emitter restart, none failed", okCount.Load())
@@ -386,7 +312,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	}
 	checkWithin(t, time.Now(), propagationBudget, "scaled-down instance out of /routes", func() error {
 		for _, h := range []string{host1, host2} {
-			if got := instanceIDs(t, w.router, h); !slices.Equal(got, []string{keep}) {
+			if got := w.router.InstanceIDs(t, h); !slices.Equal(got, []string{keep}) {
 				return fmt.Errorf("/routes has %v for %s, want only %s", got, h, keep)
 			}
 		}
@@ -399,12 +325,12 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	}
 	checkWithin(t, time.Now(), propagationBudget, "removed LRP's routes unknown", func() error {
 		for _, h := range []string{host1, host2} {
-			resp, err := w.router.tryGet(h, "/")
+			resp, err := w.router.TryGet(h, "/")
 			if err != nil {
 				return err
 			}
-			if resp.status != http.StatusNotFound || resp.routerError() != "unknown_route" {
-				return fmt.Errorf("%s answered %d %q", h, resp.status, resp.routerError())
+			if resp.Status != http.StatusNotFound || resp.RouterError() != "unknown_route" {
+				return fmt.Errorf("%s answered %d %q", h, resp.Status, resp.RouterError())
 			}
 		}
 		return nil
@@ -496,12 +422,12 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 	requireRouteEmitterVerb(b)
 	d := startDiegoTB(b)
 	port := harness.FreePort(b)
-	startNATS(b, port)
+	suite.StartNATS(b, port)
 	natsURL := "nats://nats:nats@127.0.0.1:" + port
-	r := startRouter(b, routerSpec{natsURL: natsURL, backendCA: foundationCAFile(d.home),
-		config: map[string]any{"logging": map[string]any{"level": "warn"}}})
+	r := suite.StartRouter(b, harness.RouterSpec{NATSURL: natsURL, BackendCA: foundationCAFile(d.home),
+		Config: map[string]any{"logging": map[string]any{"level": "warn"}}})
 	em := startRouteEmitter(b, d, natsURL, "--log-level", "info")
-	rec := recordBus(b, r.bus)
+	rec := harness.RecordBus(b, r.Bus)
 	ctx := context.Background()
 
 	// lat is since → first 200; toBus is since → the router.register seen
@@ -519,8 +445,8 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 		var okAt time.Time
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			resp, err := r.tryGet(host, "/")
-			if err == nil && resp.status == http.StatusOK {
+			resp, err := r.TryGet(host, "/")
+			if err == nil && resp.Status == http.StatusOK {
 				okAt = time.Now()
 				break
 			}
@@ -535,7 +461,7 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 		}
 		since := time.Unix(0, list[0].Since)
 		lat = append(lat, okAt.Sub(since))
-		if at, ok := rec.firstRegister(host); ok {
+		if at, ok := rec.FirstRegister(host); ok {
 			toBus = append(toBus, at.Sub(since))
 		}
 		if err := d.client.RemoveDesiredLRP(ctx, guid); err != nil {
@@ -591,8 +517,8 @@ func loadAverage() string {
 
 // routerRegistrationLatency reads the sum and count of the router's
 // minicf_router_route_registration_latency_seconds histogram.
-func routerRegistrationLatency(tb testing.TB, r *routerProc) (sum, count float64) {
-	_, body := r.statusGet(tb, "/metrics")
+func routerRegistrationLatency(tb testing.TB, r *harness.Router) (sum, count float64) {
+	_, body := r.StatusGet(tb, "/metrics")
 	for _, l := range strings.Split(body, "\n") {
 		f := strings.Fields(l)
 		if len(f) != 2 {

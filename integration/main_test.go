@@ -15,7 +15,21 @@ import (
 // suite runs this suite's minicf processes; TestMain builds the
 // race-enabled binary (suite.Bin) and the test app (suite.AppDir, the
 // diegoapp the Diego tests run as an LRP) once.
-var suite = harness.Suite{Name: "integration", StopGrace: 5 * time.Second}
+var suite = harness.Suite{
+	Name:        "integration",
+	StopGrace:   5 * time.Second,
+	HTTPTimeout: 10 * time.Second,
+	RouterConfig: map[string]any{
+		"prune_stale_droplets_interval": pruneInterval.String(),
+		"droplet_stale_threshold":       staleThreshold.String(),
+	},
+}
+
+// Timers of the test router, shortened as gorouter's integration tests do.
+const (
+	staleThreshold = 1 * time.Second
+	pruneInterval  = 100 * time.Millisecond
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(suite.Main(m))

@@ -35,24 +35,13 @@ func hangUp(w http.ResponseWriter) {
 	conn.Close()
 }
 
-// waitForEndpoints polls /routes until host has n endpoints.
-func (r *routerProc) waitForEndpoints(t testing.TB, host string, n int) {
-	t.Helper()
-	testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
-		if eps := r.routes(t)[host]; len(eps) != n {
-			return fmt.Errorf("%s has %d endpoints in /routes, want %d", host, len(eps), n)
-		}
-		return nil
-	})
-}
-
 // B5 #22: a POST that reached the backend is never sent again, even when the
 // router had picked up a kept-alive connection for it.
 func TestRouter_POSTIsNotReplayedAfterTheBackendReadIt(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{})
+	r := suite.StartRouter(t, harness.RouterSpec{})
 	var posts atomic.Int64
-	app := newBackendWith(t, "crasher", backendOpts{handler: func(w http.ResponseWriter, req *http.Request) {
+	app := newBackendWith(t, "crasher", harness.BackendOptions{Handler: func(w http.ResponseWriter, req *http.Request) {
 		if req.Method == http.MethodPost {
 			posts.Add(1) // the body was read before this handler ran
 			hangUp(w)
@@ -60,8 +49,8 @@ func TestRouter_POSTIsNotReplayedAfterTheBackendReadIt(t *testing.T) {
 		}
 		io.WriteString(w, "crasher")
 	}})
-	r.bus.register(app.reg("crash.example.com"))
-	r.waitForStatus(t, "crash.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Register(app.reg("crash.example.com"))
+	r.WaitForStatus(t, "crash.example.com", http.StatusOK, 2*time.Second)
 
 	for _, c := range []struct {
 		name string
@@ -73,20 +62,20 @@ func TestRouter_POSTIsNotReplayedAfterTheBackendReadIt(t *testing.T) {
 		{"fresh connection", false},
 	} {
 		if c.warm {
-			if resp := r.get(t, "crash.example.com", "/"); resp.status != http.StatusOK {
-				t.Fatalf("warm-up GET: %d", resp.status)
+			if resp := r.Get(t, "crash.example.com", "/"); resp.Status != http.StatusOK {
+				t.Fatalf("warm-up GET: %d", resp.Status)
 			}
 		}
 		before := posts.Load()
 		body := make([]byte, 1024)
 		rand.Read(body)
 		req, _ := http.NewRequest(http.MethodPost, "http://x/order", bytes.NewReader(body))
-		resp, err := r.request("crash.example.com", req)
+		resp, err := r.Request("crash.example.com", req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.status != http.StatusBadGateway {
-			t.Errorf("%s: POST answered %d %q, want 502", c.name, resp.status, resp.body)
+		if resp.Status != http.StatusBadGateway {
+			t.Errorf("%s: POST answered %d %q, want 502", c.name, resp.Status, resp.Body)
 		}
 		if n := posts.Load() - before; n != 1 {
 			t.Errorf("%s: the backend received the POST %d times, want exactly once", c.name, n)
@@ -98,30 +87,30 @@ func TestRouter_POSTIsNotReplayedAfterTheBackendReadIt(t *testing.T) {
 // retried on another endpoint.
 func TestRouter_IdempotentRequestRetriedAfterEOF(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{})
-	closer := newBackendWith(t, "closer", backendOpts{handler: func(w http.ResponseWriter, _ *http.Request) { hangUp(w) }})
+	r := suite.StartRouter(t, harness.RouterSpec{})
+	closer := newBackendWith(t, "closer", harness.BackendOptions{Handler: func(w http.ResponseWriter, _ *http.Request) { hangUp(w) }})
 	good := newBackend(t, "good")
 	// One route per GET: round-robin starts at random, so the closer comes
 	// first for some of them (for none only once in 4096 runs).
 	const routes = 12
 	for i := 0; i < routes; i++ {
 		host := fmt.Sprintf("eof-%d.example.com", i)
-		r.bus.register(closer.reg(host))
-		r.bus.register(good.reg(host))
+		r.Bus.Register(closer.reg(host))
+		r.Bus.Register(good.reg(host))
 	}
 	for i := 0; i < routes; i++ {
-		r.waitForEndpoints(t, fmt.Sprintf("eof-%d.example.com", i), 2)
+		r.WaitForEndpoints(t, fmt.Sprintf("eof-%d.example.com", i), 2)
 	}
 	for i := 0; i < routes; i++ {
-		resp := r.get(t, fmt.Sprintf("eof-%d.example.com", i), "/")
-		if resp.status != http.StatusOK || resp.body != "good" {
-			t.Errorf("GET %d: %d %q (X-Cf-Routererror %q), want 200 from good", i, resp.status, resp.body, resp.routerError())
+		resp := r.Get(t, fmt.Sprintf("eof-%d.example.com", i), "/")
+		if resp.Status != http.StatusOK || resp.Body != "good" {
+			t.Errorf("GET %d: %d %q (X-Cf-Routererror %q), want 200 from good", i, resp.Status, resp.Body, resp.RouterError())
 		}
 	}
-	if closer.hits.Load() == 0 {
+	if closer.Hits.Load() == 0 {
 		t.Error("no GET met the closing backend first; the retry path was not exercised")
 	}
-	t.Logf("%d of %d GETs met the closing backend first", closer.hits.Load(), routes)
+	t.Logf("%d of %d GETs met the closing backend first", closer.Hits.Load(), routes)
 }
 
 var endpointAttrRE = regexp.MustCompile(`"endpoint":"([^"]+)"`)
@@ -138,18 +127,18 @@ func TestRouter_AttemptsAreCapped(t *testing.T) {
 		// More attempts allowed than endpoints, and more than four of them.
 		{7, map[string]int{"six-dead.example.com": 6}},
 	} {
-		r := startRouter(t, routerSpec{config: map[string]any{"backends": map[string]any{"max_attempts": c.maxAttempts}}})
+		r := suite.StartRouter(t, harness.RouterSpec{Config: map[string]any{"backends": map[string]any{"max_attempts": c.maxAttempts}}})
 		for host, dead := range c.dead {
 			for i := 0; i < dead; i++ {
-				r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{host}})
+				r.Bus.Register(harness.RegistryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{host}})
 			}
-			r.waitForEndpoints(t, host, dead)
+			r.WaitForEndpoints(t, host, dead)
 		}
 		for host, dead := range c.dead {
 			want := min(c.maxAttempts, dead)
-			resp := r.get(t, host, "/")
-			if resp.status != http.StatusBadGateway {
-				t.Errorf("%s: %d, want 502", host, resp.status)
+			resp := r.Get(t, host, "/")
+			if resp.Status != http.StatusBadGateway {
+				t.Errorf("%s: %d, want 502", host, resp.Status)
 			}
 			attempts := func() map[string]int {
 				per := map[string]int{}
@@ -166,7 +155,7 @@ func TestRouter_AttemptsAreCapped(t *testing.T) {
 				}
 				return n
 			}
-			r.logBarrier(t)
+			r.LogBarrier(t)
 			per := attempts()
 			if n := total(per); n != want {
 				t.Errorf("max_attempts %d, %s with %d dead endpoints: %d attempts logged, want %d (per endpoint: %v)",
@@ -186,36 +175,36 @@ func TestRouter_AttemptsAreCapped(t *testing.T) {
 func TestRouter_DeadEndpointsAtPoolHeadAreSkipped(t *testing.T) {
 	t.Parallel()
 	// A 20s threshold makes the sit-out 5s, longer than the test.
-	r := startRouter(t, routerSpec{config: map[string]any{"droplet_stale_threshold": "20s"}})
+	r := suite.StartRouter(t, harness.RouterSpec{Config: map[string]any{"droplet_stale_threshold": "20s"}})
 	for i := 0; i < 3; i++ {
-		r.bus.register(registryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{"head.example.com"}})
+		r.Bus.Register(harness.RegistryMessage{Host: "127.0.0.1", Port: harness.ClosedPort(t), URIs: []string{"head.example.com"}})
 	}
 	var live []*backend
 	for i := 0; i < 3; i++ {
 		b := newBackend(t, fmt.Sprintf("live-%d", i))
 		live = append(live, b)
-		r.bus.register(b.reg("head.example.com"))
+		r.Bus.Register(b.reg("head.example.com"))
 	}
-	r.waitForEndpoints(t, "head.example.com", 6)
+	r.WaitForEndpoints(t, "head.example.com", 6)
 	failed := 0
 	for i := 0; i < 103; i++ {
-		resp := r.get(t, "head.example.com", "/")
-		if resp.status == http.StatusOK {
+		resp := r.Get(t, "head.example.com", "/")
+		if resp.Status == http.StatusOK {
 			continue
 		}
 		failed++
 		// Round-robin starts at a random endpoint, so the dead block is met
 		// somewhere in the first round of six; after that it sits out.
 		if i >= 6 {
-			t.Errorf("request %d failed (%d %q) after the dead endpoints had been found", i, resp.status, resp.routerError())
+			t.Errorf("request %d failed (%d %q) after the dead endpoints had been found", i, resp.Status, resp.RouterError())
 		}
 	}
 	if failed > 3 {
 		t.Errorf("%d of 103 requests failed, want at most 3", failed)
 	}
 	for _, b := range live {
-		if b.hits.Load() == 0 {
-			t.Errorf("%s got no requests; round-robin should spread them", b.name)
+		if b.Hits.Load() == 0 {
+			t.Errorf("%s got no requests; round-robin should spread them", b.Name)
 		}
 	}
 }
@@ -225,20 +214,20 @@ func TestRouter_DeadEndpointsAtPoolHeadAreSkipped(t *testing.T) {
 func TestRouter_DeadTLSEndpointIsRemoved(t *testing.T) {
 	t.Parallel()
 	ca := testutil.NewCA(t, "instance-ca")
-	r := startRouter(t, routerSpec{backendCA: ca.WriteCAFile(t, t.TempDir())})
+	r := suite.StartRouter(t, harness.RouterSpec{BackendCA: ca.WriteCAFile(t, t.TempDir())})
 	a := newTLSBackend(t, "inst-a", ca.Issue(t, "inst-a", net.ParseIP("127.0.0.1")))
 	b := newTLSBackend(t, "inst-b", ca.Issue(t, "inst-b", net.ParseIP("127.0.0.1")))
-	r.bus.register(a.tlsReg("tlsdead.example.com", "inst-a"))
-	r.bus.register(b.tlsReg("tlsdead.example.com", "inst-b"))
-	r.waitForEndpoints(t, "tlsdead.example.com", 2)
-	b.srv.Close()
+	r.Bus.Register(a.tlsReg("tlsdead.example.com", "inst-a"))
+	r.Bus.Register(b.tlsReg("tlsdead.example.com", "inst-b"))
+	r.WaitForEndpoints(t, "tlsdead.example.com", 2)
+	b.Srv.Close()
 	for i := 0; i < 20; i++ {
-		if resp := r.get(t, "tlsdead.example.com", "/"); resp.status != http.StatusOK || resp.body != "inst-a" {
-			t.Errorf("request %d: %d %q (X-Cf-Routererror %q)", i, resp.status, resp.body, resp.routerError())
+		if resp := r.Get(t, "tlsdead.example.com", "/"); resp.Status != http.StatusOK || resp.Body != "inst-a" {
+			t.Errorf("request %d: %d %q (X-Cf-Routererror %q)", i, resp.Status, resp.Body, resp.RouterError())
 		}
 	}
-	if eps := r.routes(t)["tlsdead.example.com"]; len(eps) != 1 || eps[0].Address != a.addr() {
-		t.Errorf("/routes shows %+v, want only %s", eps, a.addr())
+	if eps := r.Routes(t)["tlsdead.example.com"]; len(eps) != 1 || eps[0].Address != a.Addr() {
+		t.Errorf("/routes shows %+v, want only %s", eps, a.Addr())
 	}
 }
 
@@ -247,10 +236,10 @@ func TestRouter_DeadTLSEndpointIsRemoved(t *testing.T) {
 func TestRouter_ClientCancelIsNotABackendFailure(t *testing.T) {
 	t.Parallel()
 	ca := testutil.NewCA(t, "instance-ca")
-	r := startRouter(t, routerSpec{backendCA: ca.WriteCAFile(t, t.TempDir())})
-	app := newBackendWith(t, "patient", backendOpts{
-		cert: ptr(ca.Issue(t, "patient", net.ParseIP("127.0.0.1"))),
-		handler: func(w http.ResponseWriter, req *http.Request) {
+	r := suite.StartRouter(t, harness.RouterSpec{BackendCA: ca.WriteCAFile(t, t.TempDir())})
+	app := newBackendWith(t, "patient", harness.BackendOptions{
+		Cert: ptr(ca.Issue(t, "patient", net.ParseIP("127.0.0.1"))),
+		Handler: func(w http.ResponseWriter, req *http.Request) {
 			if req.URL.Path == "/slow" {
 				select {
 				case <-req.Context().Done():
@@ -261,8 +250,8 @@ func TestRouter_ClientCancelIsNotABackendFailure(t *testing.T) {
 			io.WriteString(w, "patient")
 		},
 	})
-	r.bus.register(app.tlsReg("cancel.example.com", "patient"))
-	r.waitForStatus(t, "cancel.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Register(app.tlsReg("cancel.example.com", "patient"))
+	r.WaitForStatus(t, "cancel.example.com", http.StatusOK, 2*time.Second)
 
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -270,18 +259,18 @@ func TestRouter_ClientCancelIsNotABackendFailure(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x/slow", nil)
-			if _, err := r.request("cancel.example.com", req); err == nil {
+			if _, err := r.Request("cancel.example.com", req); err == nil {
 				t.Error("a request meant to be cancelled completed")
 			}
 		})
 	}
 	wg.Wait()
-	if eps := r.routes(t)["cancel.example.com"]; len(eps) != 1 {
+	if eps := r.Routes(t)["cancel.example.com"]; len(eps) != 1 {
 		t.Fatalf("after cancelled requests /routes shows %+v, want the endpoint still there", eps)
 	}
 	for i := 0; i < 20; i++ {
-		if resp := r.get(t, "cancel.example.com", "/"); resp.status != http.StatusOK {
-			t.Errorf("request %d after the cancellations: %d %q", i, resp.status, resp.routerError())
+		if resp := r.Get(t, "cancel.example.com", "/"); resp.Status != http.StatusOK {
+			t.Errorf("request %d after the cancellations: %d %q", i, resp.Status, resp.RouterError())
 		}
 	}
 }
@@ -292,9 +281,9 @@ func TestRouter_ClientCancelIsNotABackendFailure(t *testing.T) {
 // endpoint_timeout.
 func TestRouter_ClientCancelReachesTheBackend(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{})
+	r := suite.StartRouter(t, harness.RouterSpec{})
 	cancelled := make(chan struct{}, 1)
-	app := newBackendWith(t, "long-poll", backendOpts{handler: func(w http.ResponseWriter, req *http.Request) {
+	app := newBackendWith(t, "long-poll", harness.BackendOptions{Handler: func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == "/poll" {
 			select {
 			case <-req.Context().Done():
@@ -305,13 +294,13 @@ func TestRouter_ClientCancelReachesTheBackend(t *testing.T) {
 		}
 		io.WriteString(w, "long-poll")
 	}})
-	r.bus.register(app.reg("poll.example.com"))
-	r.waitForStatus(t, "poll.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Register(app.reg("poll.example.com"))
+	r.WaitForStatus(t, "poll.example.com", http.StatusOK, 2*time.Second)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x/poll", nil)
-	if _, err := r.request("poll.example.com", req); err == nil {
+	if _, err := r.Request("poll.example.com", req); err == nil {
 		t.Fatal("the long poll completed although the client gave up")
 	}
 	gaveUp := time.Now()
@@ -329,39 +318,39 @@ func ptr[T any](v T) *T { return &v }
 // (by endpoint_updated_at_ns) change nothing.
 func TestRouter_OutOfOrderUpdatesAreIgnored(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{})
+	r := suite.StartRouter(t, harness.RouterSpec{})
 	app := newBackend(t, "ordered")
 	now := time.Now().UnixNano()
 	current := app.reg("order.example.com")
 	current.PrivateInstanceID, current.EndpointUpdatedAtNs = "instance-new", now
-	r.bus.register(current)
-	r.waitForStatus(t, "order.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Register(current)
+	r.WaitForStatus(t, "order.example.com", http.StatusOK, 2*time.Second)
 
 	older := current
 	older.PrivateInstanceID, older.EndpointUpdatedAtNs = "instance-old", now-int64(time.Second)
-	r.bus.register(older)
+	r.Bus.Register(older)
 	r.WaitForMsg(t, "endpoint-update-ignored-older", 1, 2*time.Second)
-	r.get(t, "order.example.com", "/")
-	if got := app.last().header.Get("X-Cf-Instanceid"); got != "instance-new" {
+	r.Get(t, "order.example.com", "/")
+	if got := app.Last().Header.Get("X-Cf-Instanceid"); got != "instance-new" {
 		t.Errorf("after an older registration the backend saw X-Cf-Instanceid %q, want instance-new", got)
 	}
 
 	// An older unregister leaves the endpoint. A sentinel unregistered after
 	// it on the same subject shows when the router has handled it.
 	sentinel := newBackend(t, "sentinel")
-	r.bus.register(sentinel.reg("sentinel.example.com"))
-	r.waitForStatus(t, "sentinel.example.com", http.StatusOK, 2*time.Second)
-	r.bus.unregister(older)
-	r.bus.unregister(sentinel.reg("sentinel.example.com"))
-	r.waitForStatus(t, "sentinel.example.com", http.StatusNotFound, 2*time.Second)
-	if resp := r.get(t, "order.example.com", "/"); resp.status != http.StatusOK {
-		t.Errorf("an unregister older than the registration removed the route: %d %q", resp.status, resp.routerError())
+	r.Bus.Register(sentinel.reg("sentinel.example.com"))
+	r.WaitForStatus(t, "sentinel.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Unregister(older)
+	r.Bus.Unregister(sentinel.reg("sentinel.example.com"))
+	r.WaitForStatus(t, "sentinel.example.com", http.StatusNotFound, 2*time.Second)
+	if resp := r.Get(t, "order.example.com", "/"); resp.Status != http.StatusOK {
+		t.Errorf("an unregister older than the registration removed the route: %d %q", resp.Status, resp.RouterError())
 	}
 
 	newer := current
 	newer.EndpointUpdatedAtNs = now + int64(time.Second)
-	r.bus.unregister(newer)
-	r.waitForStatus(t, "order.example.com", http.StatusNotFound, 2*time.Second)
+	r.Bus.Unregister(newer)
+	r.WaitForStatus(t, "order.example.com", http.StatusNotFound, 2*time.Second)
 }
 
 // B5 #10: NATS stopping and starting again and again never hurts the router:
@@ -370,24 +359,24 @@ func TestRouter_OutOfOrderUpdatesAreIgnored(t *testing.T) {
 func TestRouter_NATSFlapsAreSurvived(t *testing.T) {
 	t.Parallel()
 	natsPort := harness.FreePort(t)
-	natsProc := startNATS(t, natsPort)
-	r := startRouter(t, routerSpec{natsURL: "nats://nats:nats@127.0.0.1:" + natsPort})
+	natsProc := suite.StartNATS(t, natsPort)
+	r := suite.StartRouter(t, harness.RouterSpec{NATSURL: "nats://nats:nats@127.0.0.1:" + natsPort})
 	app := newBackend(t, "flapper")
 	reg := app.reg("flap.example.com")
-	r.bus.register(reg)
+	r.Bus.Register(reg)
 	// Heartbeat like an emitter: the test is about the bus, not about aging.
-	r.bus.heartbeat(reg, 200*time.Millisecond)
-	r.waitForStatus(t, "flap.example.com", http.StatusOK, 2*time.Second)
+	r.Bus.Heartbeat(reg, 200*time.Millisecond)
+	r.WaitForStatus(t, "flap.example.com", http.StatusOK, 2*time.Second)
 
 	const flaps = 3
 	for i := 1; i <= flaps; i++ {
 		natsProc.Kill(t)
 		r.WaitForMsg(t, "nats-connection-disconnected", i, 5*time.Second)
-		natsProc = startNATS(t, natsPort)
+		natsProc = suite.StartNATS(t, natsPort)
 		r.WaitForMsg(t, "nats-connection-reconnected", i, 10*time.Second)
 		r.WaitForMsg(t, "router-start-published", i+1, 5*time.Second)
-		if resp, err := r.tryGet("flap.example.com", "/"); err != nil || resp.status != http.StatusOK {
-			t.Errorf("after flap %d: %d %q (err %v)", i, resp.status, resp.routerError(), err)
+		if resp, err := r.TryGet("flap.example.com", "/"); err != nil || resp.Status != http.StatusOK {
+			t.Errorf("after flap %d: %d %q (err %v)", i, resp.Status, resp.RouterError(), err)
 		}
 	}
 	if r.Exited() {
@@ -407,10 +396,10 @@ func TestRouter_NATSFlapsAreSurvived(t *testing.T) {
 // B5 #35: a backend whose response headers exceed the limit gets a 502.
 func TestRouter_BackendHeaderBombIs502(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{config: map[string]any{
+	r := suite.StartRouter(t, harness.RouterSpec{Config: map[string]any{
 		"backends": map[string]any{"max_response_header_bytes": 16 << 10},
 	}})
-	app := newBackendWith(t, "bomber", backendOpts{handler: func(w http.ResponseWriter, req *http.Request) {
+	app := newBackendWith(t, "bomber", harness.BackendOptions{Handler: func(w http.ResponseWriter, req *http.Request) {
 		size := 2 << 10
 		if req.URL.Path == "/bomb" {
 			size = 64 << 10
@@ -418,14 +407,14 @@ func TestRouter_BackendHeaderBombIs502(t *testing.T) {
 		w.Header().Set("X-Payload", strings.Repeat("p", size))
 		io.WriteString(w, "bomber")
 	}})
-	r.bus.register(app.reg("bomb.example.com"))
-	r.waitForStatus(t, "bomb.example.com", http.StatusOK, 2*time.Second)
-	if resp := r.get(t, "bomb.example.com", "/small"); resp.status != http.StatusOK || len(resp.header.Get("X-Payload")) != 2<<10 {
-		t.Errorf("2 KiB of response headers: %d with a %d-byte X-Payload", resp.status, len(resp.header.Get("X-Payload")))
+	r.Bus.Register(app.reg("bomb.example.com"))
+	r.WaitForStatus(t, "bomb.example.com", http.StatusOK, 2*time.Second)
+	if resp := r.Get(t, "bomb.example.com", "/small"); resp.Status != http.StatusOK || len(resp.Header.Get("X-Payload")) != 2<<10 {
+		t.Errorf("2 KiB of response headers: %d with a %d-byte X-Payload", resp.Status, len(resp.Header.Get("X-Payload")))
 	}
-	resp := r.get(t, "bomb.example.com", "/bomb")
-	if resp.status != http.StatusBadGateway || !strings.HasPrefix(resp.routerError(), "endpoint_failure") {
-		t.Errorf("64 KiB of response headers: %d %q, want 502 endpoint_failure", resp.status, resp.routerError())
+	resp := r.Get(t, "bomb.example.com", "/bomb")
+	if resp.Status != http.StatusBadGateway || !strings.HasPrefix(resp.RouterError(), "endpoint_failure") {
+		t.Errorf("64 KiB of response headers: %d %q, want 502 endpoint_failure", resp.Status, resp.RouterError())
 	}
 }
 
@@ -433,16 +422,16 @@ func TestRouter_BackendHeaderBombIs502(t *testing.T) {
 // version other than 1.0, 1.1 (or 2 over TLS) gets 400.
 func TestRouter_UnsupportedHTTPVersionIs400(t *testing.T) {
 	t.Parallel()
-	r := startRouter(t, routerSpec{})
+	r := suite.StartRouter(t, harness.RouterSpec{})
 	app := newBackend(t, "proto")
-	r.bus.register(app.reg("proto.example.com"))
-	r.waitForStatus(t, "proto.example.com", http.StatusOK, 2*time.Second)
-	hits := app.hits.Load()
-	resp := rawRequest(t, r.addr, "GET / HTTP/1.2\r\nHost: proto.example.com\r\n\r\n")
-	if resp.status != http.StatusBadRequest {
-		t.Errorf("HTTP/1.2 request: %d %q, want 400", resp.status, resp.body)
+	r.Bus.Register(app.reg("proto.example.com"))
+	r.WaitForStatus(t, "proto.example.com", http.StatusOK, 2*time.Second)
+	hits := app.Hits.Load()
+	resp := rawRequest(t, r.Addr, "GET / HTTP/1.2\r\nHost: proto.example.com\r\n\r\n")
+	if resp.Status != http.StatusBadRequest {
+		t.Errorf("HTTP/1.2 request: %d %q, want 400", resp.Status, resp.Body)
 	}
-	if app.hits.Load() != hits {
+	if app.Hits.Load() != hits {
 		t.Error("the HTTP/1.2 request reached the backend")
 	}
 }

@@ -37,13 +37,13 @@ func TestFaults_BadInput(t *testing.T) {
 	t.Parallel()
 	home := t.TempDir()
 	natsPort := harness.FreePort(t)
-	natsProc := startNATS(t, natsPort)
+	natsProc := suite.StartNATS(t, natsPort)
 	natsURL := "nats://nats:nats@127.0.0.1:" + natsPort
 	bbsAddr := "127.0.0.1:" + harness.FreePort(t)
 	bbsProc := suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "",
 		"--converge-interval", "1s", "--cell-ttl", "3s")
 	bbsProc.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
-	r := startRouter(t, routerSpec{natsURL: natsURL, backendCA: filepath.Join(home, "identity", identity.CACertFile)})
+	r := suite.StartRouter(t, harness.RouterSpec{NATSURL: natsURL, BackendCA: filepath.Join(home, "identity", identity.CACertFile)})
 	emitter := suite.StartProc(t, "route-emitter", "route-emitter", "--bbs", "https://"+bbsAddr, "--nats", natsURL,
 		"--home", home, "--sync-interval", "2s")
 	emitter.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
@@ -88,11 +88,11 @@ func TestFaults_BadInput(t *testing.T) {
 	if code, body := cc.do("POST", "/v3/apps", fmt.Sprintf(`{"name":"kept","relationships":{"space":{"data":{"guid":%q}}}}`, space)); code != http.StatusCreated {
 		t.Fatalf("creating an app: %d %s", code, body)
 	}
-	app := newBackend(t, "steady", backendOpts{})
+	app := newBackend(t, "steady", harness.BackendOptions{})
 	const host = "steady.example.com"
-	r.bus.register(app.reg(host, "steady-0"))
-	r.bus.heartbeat(app.reg(host, "steady-0"), registerInterval)
-	r.waitForStatus(t, host, http.StatusOK, 2*time.Second)
+	r.Bus.Register(app.reg(host, "steady-0"))
+	r.Bus.Heartbeat(app.reg(host, "steady-0"), registerInterval)
+	r.WaitForStatus(t, host, http.StatusOK, 2*time.Second)
 
 	stored := func() string {
 		var b strings.Builder
@@ -113,23 +113,23 @@ func TestFaults_BadInput(t *testing.T) {
 			code, body := cc.do("GET", p, "")
 			fmt.Fprintf(&b, "%s %d %s\n", p, code, body)
 		}
-		_, routes := r.statusGet(t, "/routes")
+		_, routes := r.StatusGet(t, "/routes")
 		b.WriteString(routes)
 		return b.String()
 	}
 	before := stored()
 
 	l := startLoad(t, "bad input", 2, 5*time.Millisecond, func(c *http.Client) shot {
-		resp, err := r.getWith(c, host, "/")
+		resp, err := r.GetWith(c, host, "/")
 		switch {
 		case err != nil:
 			return shot{v: vFailed, desc: err.Error()}
-		case resp.status != http.StatusOK:
-			return shot{v: vFailed, desc: fmt.Sprintf("%d %s", resp.status, resp.routerError())}
-		case resp.body != "steady":
-			return shot{v: vMisrouted, desc: resp.body}
+		case resp.Status != http.StatusOK:
+			return shot{v: vFailed, desc: fmt.Sprintf("%d %s", resp.Status, resp.RouterError())}
+		case resp.Body != "steady":
+			return shot{v: vMisrouted, desc: resp.Body}
 		}
-		return shot{v: vOK, key: resp.body}
+		return shot{v: vOK, key: resp.Body}
 	})
 	l.waitProgress(t, 20, 5*time.Second)
 
@@ -152,7 +152,7 @@ func TestFaults_BadInput(t *testing.T) {
 			})
 		}
 	}
-	loris("router", r.addr, nil, 50, 300*time.Millisecond) // read_header_timeout
+	loris("router", r.Addr, nil, 50, 300*time.Millisecond) // read_header_timeout
 	loris("BBS", bbsAddr, bbsTLS, 5, 10*time.Second)       // ReadHeaderTimeout, not configurable
 	loris("CC", ccAddr, nil, 5, 10*time.Second)
 
@@ -173,22 +173,22 @@ func TestFaults_BadInput(t *testing.T) {
 			{"router.register", `{"host": "127.0.0.1", "port": 8080, "uris": ["rs.example.com"], "route_service_url": "http://plain.example.com"}`},
 			{"router.register", `{"host": "127.0.0.1", "port": 8080, "uris": ["stale.example.com"], "stale_threshold_in_seconds": -5}`},
 			{"router.register", `{"host": "127.0.0.1", "port": 8080, "uris": ["proto.example.com"], "protocol": "gopher"}`},
-			{"router.register", string(mustJSON(t, registryMessage{Host: "127.0.0.1", Port: app.port(), URIs: []string{"big.example.com"},
+			{"router.register", string(harness.MustJSON(t, harness.RegistryMessage{Host: "127.0.0.1", Port: app.Port(), URIs: []string{"big.example.com"},
 				Tags: map[string]string{"padding": strings.Repeat("x", 70<<10)}}))},
 			{"router.unregister", `{"host": 12, "uris": {}}`},
-			{"router.unregister", `{"host": "127.0.0.1", "port": ` + fmt.Sprint(app.port()) + `, "uris": ["` + host + `"], "tls_port": "x"}`},
+			{"router.unregister", `{"host": "127.0.0.1", "port": ` + fmt.Sprint(app.Port()) + `, "uris": ["` + host + `"], "tls_port": "x"}`},
 		}
 		for _, m := range bad {
-			r.bus.mustPublish(m[0], []byte(m[1]))
+			r.Bus.MustPublish(m[0], []byte(m[1]))
 		}
 		r.WaitForMsg(t, "validation-error", invalid+len(bad), 5*time.Second)
 		// router.start and router.greet with garbage: the emitter says so
 		// and carries on; the router still answers greetings.
 		startInvalid := emitter.CountMsg("router-start-invalid")
-		r.bus.mustPublish("router.start", []byte(`{"id": 7, "minimumRegisterIntervalInSeconds": "soon"`))
-		r.bus.mustPublish("router.greet", []byte(strings.Repeat("\x00garbage", 1000)))
+		r.Bus.MustPublish("router.start", []byte(`{"id": 7, "minimumRegisterIntervalInSeconds": "soon"`))
+		r.Bus.MustPublish("router.greet", []byte(strings.Repeat("\x00garbage", 1000)))
 		emitter.WaitForMsg(t, "router-start-invalid", startInvalid+1, 5*time.Second)
-		if _, err := r.bus.nc.Request("router.greet", []byte("??"), 2*time.Second); err != nil {
+		if _, err := r.Bus.Conn.Request("router.greet", []byte("??"), 2*time.Second); err != nil {
 			t.Errorf("router.greet with a garbage body got no reply: %v", err)
 		}
 		// Over NATS's max_payload (1 MiB): the server refuses it and closes
@@ -196,7 +196,7 @@ func TestFaults_BadInput(t *testing.T) {
 		if reply := natsOversized(t, "127.0.0.1:"+natsPort, 2<<20); !strings.Contains(reply, "Maximum Payload") {
 			t.Errorf("a 2 MiB publish got %q from NATS, want -ERR 'Maximum Payload Violation'", reply)
 		}
-		if _, err := r.bus.nc.Request("router.greet", nil, 2*time.Second); err != nil {
+		if _, err := r.Bus.Conn.Request("router.greet", nil, 2*time.Second); err != nil {
 			t.Errorf("after the bad messages the router does not answer router.greet: %v", err)
 		}
 		t.Logf("%d invalid registry messages: %d validation-error lines from the router", len(bad), r.CountMsg("validation-error")-invalid)
@@ -221,21 +221,21 @@ func TestFaults_BadInput(t *testing.T) {
 			{"unclosed IPv6 Host", "GET /bad HTTP/1.1\r\nHost: [::1\r\n\r\n", 404, "unknown_route"},
 			{"Host of 2000 characters", "GET /bad HTTP/1.1\r\nHost: " + strings.Repeat("h", 2000) + ".example.com\r\n\r\n", 404, "unknown_route"},
 		} {
-			resp, err := rawHTTP(r.addr, nil, c.raw)
+			resp, err := rawHTTP(r.Addr, nil, c.raw)
 			if err != nil {
 				t.Errorf("%s: %v", c.name, err)
 				continue
 			}
-			if resp.status != c.status || c.rerr != "" && resp.routerError() != c.rerr {
-				t.Errorf("%s: %d (X-Cf-Routererror %q), want %d %q", c.name, resp.status, resp.routerError(), c.status, c.rerr)
+			if resp.Status != c.status || c.rerr != "" && resp.RouterError() != c.rerr {
+				t.Errorf("%s: %d (X-Cf-Routererror %q), want %d %q", c.name, resp.Status, resp.RouterError(), c.status, c.rerr)
 			}
 		}
-		if n := app.hitsForPath("/bad"); n != 0 {
+		if n := app.HitsForPath("/bad"); n != 0 {
 			t.Errorf("%d of the bad requests reached the backend", n)
 		}
 		// 100 KiB of headers are fine.
-		if resp, err := r.tryGet(host, "/", "X-Big", strings.Repeat("a", 100<<10)); err != nil || resp.status != http.StatusOK {
-			t.Errorf("100 KiB of headers: %d %v", resp.status, err)
+		if resp, err := r.TryGet(host, "/", "X-Big", strings.Repeat("a", 100<<10)); err != nil || resp.Status != http.StatusOK {
+			t.Errorf("100 KiB of headers: %d %v", resp.Status, err)
 		}
 	})
 
@@ -264,14 +264,14 @@ func TestFaults_BadInput(t *testing.T) {
 			var e struct {
 				Error *struct{ Type, Message string } `json:"error"`
 			}
-			json.Unmarshal([]byte(resp.body), &e)
-			if resp.status != c.status || e.Error == nil || e.Error.Type != c.errType {
-				t.Errorf("%s: %d %s, want %d with error type %s", c.name, resp.status, clip(resp.body), c.status, c.errType)
+			json.Unmarshal([]byte(resp.Body), &e)
+			if resp.Status != c.status || e.Error == nil || e.Error.Type != c.errType {
+				t.Errorf("%s: %d %s, want %d with error type %s", c.name, resp.Status, clip(resp.Body), c.status, c.errType)
 			}
 		}
 		resp, err := rawHTTP(bbsAddr, bbsTLS, megaHeaders("POST "+bbs.PathPing+" HTTP/1.1\r\nHost: bbs\r\n"))
-		if err != nil || resp.status != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("1 MiB of headers: %d %v, want 431", resp.status, err)
+		if err != nil || resp.Status != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("1 MiB of headers: %d %v, want 431", resp.Status, err)
 		}
 		// Without a client certificate from the foundation CA: no TLS.
 		noCert := &tls.Config{RootCAs: bbsTLS.RootCAs}
@@ -323,9 +323,9 @@ func TestFaults_BadInput(t *testing.T) {
 					Detail string `json:"detail"`
 				} `json:"errors"`
 			}
-			json.Unmarshal([]byte(resp.body), &e)
-			if resp.status != c.status || len(e.Errors) != 1 || e.Errors[0].Title != c.title {
-				t.Errorf("%s: %d %s, want %d %s", c.name, resp.status, clip(resp.body), c.status, c.title)
+			json.Unmarshal([]byte(resp.Body), &e)
+			if resp.Status != c.status || len(e.Errors) != 1 || e.Errors[0].Title != c.title {
+				t.Errorf("%s: %d %s, want %d %s", c.name, resp.Status, clip(resp.Body), c.status, c.title)
 			}
 		}
 		for _, c := range []struct {
@@ -337,14 +337,14 @@ func TestFaults_BadInput(t *testing.T) {
 			{"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		} {
 			resp, err := rawHTTP(ccAddr, nil, c.raw)
-			if err != nil || resp.status != c.status {
-				t.Errorf("%s: %d %v, want %d", c.name, resp.status, err, c.status)
+			if err != nil || resp.Status != c.status {
+				t.Errorf("%s: %d %v, want %d", c.name, resp.Status, err, c.status)
 			}
 		}
 		// A Host that is not a plain host:port never makes it into links.
 		resp, err := rawHTTP(ccAddr, nil, "GET / HTTP/1.1\r\nHost: evil.example.com/x?\r\n\r\n")
-		if err == nil && resp.status == http.StatusOK && strings.Contains(resp.body, "evil.example.com") {
-			t.Errorf("GET / with Host evil.example.com/x? put it in the links: %s", clip(resp.body))
+		if err == nil && resp.Status == http.StatusOK && strings.Contains(resp.Body, "evil.example.com") {
+			t.Errorf("GET / with Host evil.example.com/x? put it in the links: %s", clip(resp.Body))
 		}
 	})
 
@@ -399,7 +399,7 @@ func (c *ccClient) firstGUID(path string) string {
 // rawHTTP writes raw on a new connection (TLS when tlsConf is set) and
 // reads one response. The write runs on its own goroutine: a server that
 // refuses a huge request may answer and close before reading all of it.
-func rawHTTP(addr string, tlsConf *tls.Config, raw string) (response, error) {
+func rawHTTP(addr string, tlsConf *tls.Config, raw string) (harness.Response, error) {
 	var c net.Conn
 	var err error
 	d := &net.Dialer{Timeout: 5 * time.Second}
@@ -409,18 +409,18 @@ func rawHTTP(addr string, tlsConf *tls.Config, raw string) (response, error) {
 		c, err = d.Dial("tcp", addr)
 	}
 	if err != nil {
-		return response{}, err
+		return harness.Response{}, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	go io.WriteString(c, raw)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return response{}, fmt.Errorf("no response: %w", err)
+		return harness.Response{}, fmt.Errorf("no response: %w", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}, nil
+	return harness.Response{Status: resp.StatusCode, Header: resp.Header, Body: string(body)}, nil
 }
 
 // megaHeaders completes a request head with just over 1 MiB of headers.

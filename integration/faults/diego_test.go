@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,11 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
@@ -29,7 +25,7 @@ import (
 func TestFaults_Diego(t *testing.T) {
 	t.Parallel()
 	w := startWorld(t)
-	t.Logf("world: %s mode, BBS %s, router %s, NATS %s", w.mode, w.bbsURL, w.router.addr, w.natsURL)
+	t.Logf("world: %s mode, BBS %s, router %s, NATS %s", w.mode, w.bbsURL, w.router.Addr, w.natsURL)
 
 	t.Run("rolling restart and scale-down", func(t *testing.T) { rollingRestartAndScaleDown(t, w) })
 	t.Run("SIGKILL of one of two instances", func(t *testing.T) { sigkillInstance(t, w) })
@@ -194,11 +190,11 @@ func natsRestart(t *testing.T, w *world) {
 	l.waitProgress(t, 20, 5*time.Second)
 	truth := runningGuids(w.mustActuals(t, webApp))
 	w.nats = w.nats.Respawn(t)
-	startNATSWait(t, w.nats, w.natsPort)
+	harness.WaitNATS(t, w.nats, w.natsPort)
 	back := time.Now()
 	var took time.Duration
 	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if got := w.router.instanceIDs(t, appHost(webApp)); !slices.Equal(got, truth) {
+		if got := w.router.InstanceIDs(t, appHost(webApp)); !slices.Equal(got, truth) {
 			return fmt.Errorf("the router has %v, the BBS runs %v", got, truth)
 		}
 		took = time.Since(back)
@@ -215,20 +211,6 @@ func natsRestart(t *testing.T, w *world) {
 	w.finishWeb(t, l)
 }
 
-// startNATSWait waits for a respawned `minicf nats` to accept connections.
-func startNATSWait(t testing.TB, p *harness.Proc, port string) {
-	t.Helper()
-	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if p.Exited() {
-			t.Fatalf("nats exited during start-up (%s): %s", p.State(), p.Logs())
-		}
-		if !strings.Contains(p.Logs(), "nats listening on") {
-			return fmt.Errorf("nats has not said it listens yet")
-		}
-		return nil
-	})
-}
-
 // B5 #45: the route emitter SIGKILLed and started again. No request fails,
 // no running instance is unregistered, and every route is registered again
 // within a heartbeat of the new emitter's start.
@@ -237,9 +219,9 @@ func emitterRestart(t *testing.T, w *world) {
 	hosts := []string{appHost(webApp), appHost(otherApp)}
 	before := map[string][]string{}
 	for _, h := range hosts {
-		before[h] = w.router.instanceIDs(t, h)
+		before[h] = w.router.InstanceIDs(t, h)
 	}
-	rec := recordBus(t, w.router.bus)
+	rec := harness.RecordBus(t, w.router.Bus)
 	l := w.webLoad(t, "route emitter killed and restarted")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
@@ -254,7 +236,7 @@ func emitterRestart(t *testing.T, w *world) {
 	testutil.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		for _, h := range hosts {
 			seen := map[string]bool{}
-			for _, m := range rec.since(restarted, "router.register") {
+			for _, m := range rec.Since(restarted, "router.register") {
 				if len(m.URIs) == 1 && m.URIs[0] == h {
 					seen[m.PrivateInstanceID] = true
 				}
@@ -270,11 +252,11 @@ func emitterRestart(t *testing.T, w *world) {
 	t.Logf("emitter down %v; every route registered again %v after it was up", restarted.Sub(killed).Round(time.Millisecond),
 		time.Since(up).Round(time.Millisecond))
 	for _, h := range hosts {
-		if got := w.router.instanceIDs(t, h); !slices.Equal(got, before[h]) {
+		if got := w.router.InstanceIDs(t, h); !slices.Equal(got, before[h]) {
 			t.Errorf("%s: the router has %v after the restart, %v before", h, got, before[h])
 		}
 	}
-	if un := rec.since(killed, "router.unregister"); len(un) > 0 {
+	if un := rec.Since(killed, "router.unregister"); len(un) > 0 {
 		t.Errorf("the emitter restart unregistered running instances: %+v", un)
 	}
 	l.waitProgress(t, 20, 5*time.Second)
@@ -362,7 +344,7 @@ func bbsRestart(t *testing.T, w *world) {
 	}
 	mapped := time.Now()
 	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if n := len(w.router.routes(t)[extra]); n != 2 {
+		if n := len(w.router.Routes(t)[extra]); n != 2 {
 			return fmt.Errorf("%s has %d endpoints", extra, n)
 		}
 		return nil
@@ -564,7 +546,7 @@ func cellLost(t *testing.T, w *world) {
 		return nil
 	}
 	routerClean := func() error {
-		for h, eps := range w.router.routes(t) {
+		for h, eps := range w.router.Routes(t) {
 			for _, e := range eps {
 				if strings.HasPrefix(e.Address, lostIP+":") {
 					return fmt.Errorf("the router still routes %s to the lost cell (%s)", h, e.Address)
@@ -629,53 +611,4 @@ func (w *world) spread(t *testing.T) []*bbs.ActualLRP {
 		web = w.waitSteady(t, webApp, 2, 30*time.Second)
 	}
 	return web
-}
-
-// busRecorder keeps what the test's NATS client sees on router.register and
-// router.unregister.
-type busRecorder struct {
-	mu   sync.Mutex
-	msgs []recorded
-}
-
-type recorded struct {
-	at      time.Time
-	subject string
-	m       registryMessage
-}
-
-func recordBus(t testing.TB, b *bus) *busRecorder {
-	t.Helper()
-	rec := &busRecorder{}
-	for _, subj := range []string{"router.register", "router.unregister"} {
-		sub, err := b.nc.Subscribe(subj, func(msg *nats.Msg) {
-			var m registryMessage
-			if json.Unmarshal(msg.Data, &m) != nil {
-				return
-			}
-			rec.mu.Lock()
-			rec.msgs = append(rec.msgs, recorded{at: time.Now(), subject: msg.Subject, m: m})
-			rec.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sub.Unsubscribe() })
-	}
-	if err := b.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return rec
-}
-
-func (r *busRecorder) since(at time.Time, subject string) []registryMessage {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []registryMessage
-	for _, x := range r.msgs {
-		if !x.at.Before(at) && x.subject == subject {
-			out = append(out, x.m)
-		}
-	}
-	return out
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minicf/minicf/integration/harness"
 )
 
 // Issue 8 "router drain", beyond integration/router_test.go's
@@ -23,28 +25,28 @@ import (
 func TestFaults_RouterDrainUnderLoad(t *testing.T) {
 	t.Parallel()
 	const drainWait, slowFor = time.Second, 700 * time.Millisecond
-	r := startRouter(t, routerSpec{config: map[string]any{"drain_wait": drainWait.String(), "drain_timeout": "3s"}})
-	app := newBackend(t, "drainee", backendOpts{handler: func(w http.ResponseWriter, req *http.Request) {
+	r := suite.StartRouter(t, harness.RouterSpec{Config: map[string]any{"drain_wait": drainWait.String(), "drain_timeout": "3s"}})
+	app := newBackend(t, "drainee", harness.BackendOptions{Handler: func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == "/slow" {
 			time.Sleep(slowFor)
 		}
 		io.WriteString(w, "drainee")
 	}})
 	const host = "drain.example.com"
-	r.bus.register(app.reg(host, "drainee-0"))
-	r.bus.heartbeat(app.reg(host, "drainee-0"), registerInterval)
-	r.waitForStatus(t, host, http.StatusOK, 2*time.Second)
+	r.Bus.Register(app.reg(host, "drainee-0"))
+	r.Bus.Heartbeat(app.reg(host, "drainee-0"), registerInterval)
+	r.WaitForStatus(t, host, http.StatusOK, 2*time.Second)
 
 	judge := func(path string) func(c *http.Client) shot {
 		return func(c *http.Client) shot {
-			resp, err := r.getWith(c, host, path)
+			resp, err := r.GetWith(c, host, path)
 			switch {
 			case err != nil && isRefused(err):
 				return shot{v: vRefused}
 			case err != nil:
 				return shot{v: vFailed, desc: path + ": " + err.Error()}
-			case resp.status != http.StatusOK || resp.body != "drainee":
-				return shot{v: vFailed, desc: fmt.Sprintf("%s: %d %q %s", path, resp.status, resp.body, resp.routerError())}
+			case resp.Status != http.StatusOK || resp.Body != "drainee":
+				return shot{v: vFailed, desc: fmt.Sprintf("%s: %d %q %s", path, resp.Status, resp.Body, resp.RouterError())}
 			}
 			return shot{v: vOK, key: path}
 		}
@@ -68,7 +70,7 @@ func TestFaults_RouterDrainUnderLoad(t *testing.T) {
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			resp, err := c.Get("http://" + r.status + "/health")
+			resp, err := c.Get("http://" + r.StatusAddr + "/health")
 			if err != nil {
 				continue
 			}

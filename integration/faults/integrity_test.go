@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -28,8 +29,8 @@ func TestFaults_RouteIntegrityOnAddressReuse(t *testing.T) {
 	ca := testutil.NewCA(t, "instance-ca")
 	// A long stale threshold: the plaintext control must run before the
 	// router would prune A's dead endpoint by age.
-	r := startRouter(t, routerSpec{backendCA: ca.WriteCAFile(t, t.TempDir()),
-		config: map[string]any{"droplet_stale_threshold": "60s"}})
+	r := suite.StartRouter(t, harness.RouterSpec{BackendCA: ca.WriteCAFile(t, t.TempDir()),
+		Config: map[string]any{"droplet_stale_threshold": "60s"}})
 
 	run := func(t *testing.T, useTLS bool) (sent, ok, failed, misrouted int64, bHitsForA int) {
 		mode := "plaintext"
@@ -38,14 +39,14 @@ func TestFaults_RouteIntegrityOnAddressReuse(t *testing.T) {
 		}
 		hostA, hostB := "a-"+mode+".example.com", "b-"+mode+".example.com"
 		guidA0, guidA1, guidB := "a0-"+mode+"-guid", "a1-"+mode+"-guid", "b-"+mode+"-guid"
-		opts := func(guid string) backendOpts {
+		opts := func(guid string) harness.BackendOptions {
 			if !useTLS {
-				return backendOpts{}
+				return harness.BackendOptions{}
 			}
 			cert := ca.Issue(t, guid, net.ParseIP("127.0.0.1"))
-			return backendOpts{cert: &cert}
+			return harness.BackendOptions{Cert: &cert}
 		}
-		reg := func(b *backend, host, guid string) registryMessage {
+		reg := func(b *backend, host, guid string) harness.RegistryMessage {
 			m := b.reg(host, guid)
 			if useTLS {
 				m = b.tlsReg(host, guid)
@@ -56,74 +57,74 @@ func TestFaults_RouteIntegrityOnAddressReuse(t *testing.T) {
 		a0 := newBackend(t, "a0", opts(guidA0))
 		a1 := newBackend(t, "a1", opts(guidA1))
 		staleA0 := reg(a0, hostA, guidA0)
-		r.bus.register(staleA0)
-		r.bus.register(reg(a1, hostA, guidA1))
+		r.Bus.Register(staleA0)
+		r.Bus.Register(reg(a1, hostA, guidA1))
 		testutil.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
-			if n := len(r.routes(t)[hostA]); n != 2 {
+			if n := len(r.Routes(t)[hostA]); n != 2 {
 				return fmt.Errorf("%s has %d endpoints, want 2", hostA, n)
 			}
 			return nil
 		})
 		// Both instances serve A (the router keeps connections to both).
 		testutil.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
-			if a0.hits.Load() == 0 || a1.hits.Load() == 0 {
-				r.tryGet(hostA, "/")
-				return fmt.Errorf("a0 %d, a1 %d requests", a0.hits.Load(), a1.hits.Load())
+			if a0.Hits.Load() == 0 || a1.Hits.Load() == 0 {
+				r.TryGet(hostA, "/")
+				return fmt.Errorf("a0 %d, a1 %d requests", a0.Hits.Load(), a1.Hits.Load())
 			}
 			return nil
 		})
 
 		// a0 dies without an unregister; B's instance takes its address.
-		addr := a0.addr()
-		a0.srv.CloseClientConnections()
-		a0.srv.Close()
-		b := newBackend(t, "b", func() backendOpts { o := opts(guidB); o.addr = addr; return o }())
-		if b.addr() != addr {
-			t.Fatalf("B listens on %s, not on a0's %s", b.addr(), addr)
+		addr := a0.Addr()
+		a0.Srv.CloseClientConnections()
+		a0.Srv.Close()
+		b := newBackend(t, "b", func() harness.BackendOptions { o := opts(guidB); o.Addr = addr; return o }())
+		if b.Addr() != addr {
+			t.Fatalf("B listens on %s, not on a0's %s", b.Addr(), addr)
 		}
-		r.bus.register(reg(b, hostB, guidB))
-		r.waitForStatus(t, hostB, http.StatusOK, 2*time.Second)
+		r.Bus.Register(reg(b, hostB, guidB))
+		r.WaitForStatus(t, hostB, http.StatusOK, 2*time.Second)
 		// The emitter that has not noticed keeps A's dead registration fresh.
-		r.bus.heartbeat(staleA0, 100*time.Millisecond)
-		r.bus.heartbeat(reg(a1, hostA, guidA1), time.Second)
-		r.bus.heartbeat(reg(b, hostB, guidB), time.Second)
-		if eps := r.routes(t)[hostA]; len(eps) != 2 {
+		r.Bus.Heartbeat(staleA0, 100*time.Millisecond)
+		r.Bus.Heartbeat(reg(a1, hostA, guidA1), time.Second)
+		r.Bus.Heartbeat(reg(b, hostB, guidB), time.Second)
+		if eps := r.Routes(t)[hostA]; len(eps) != 2 {
 			t.Fatalf("%s lost its stale endpoint before the test: %+v", hostA, eps)
 		}
 
 		// B's own traffic keeps connections to the shared address open.
 		bLoad := startLoad(t, mode+" app B", 1, 2*time.Millisecond, func(c *http.Client) shot {
-			resp, err := r.getWith(c, hostB, "/")
+			resp, err := r.GetWith(c, hostB, "/")
 			switch {
 			case err != nil:
 				return shot{v: vFailed, desc: err.Error()}
-			case resp.status != http.StatusOK || resp.body != "b":
-				return shot{v: vFailed, desc: fmt.Sprintf("%d %q %s", resp.status, resp.body, resp.routerError())}
+			case resp.Status != http.StatusOK || resp.Body != "b":
+				return shot{v: vFailed, desc: fmt.Sprintf("%d %q %s", resp.Status, resp.Body, resp.RouterError())}
 			}
-			return shot{v: vOK, key: resp.body}
+			return shot{v: vOK, key: resp.Body}
 		})
 		aLoad := newLoad(t, mode+" app A")
-		c := newHTTPClient(t)
+		c := suite.NewHTTPClient(t)
 		for i := 0; i < 1000; i++ {
-			resp, err := r.getWith(c, hostA, "/")
+			resp, err := r.GetWith(c, hostA, "/")
 			switch {
 			case err != nil:
 				aLoad.record(shot{v: vFailed, desc: err.Error()})
-			case resp.status == http.StatusOK && resp.body == "a1":
+			case resp.Status == http.StatusOK && resp.Body == "a1":
 				aLoad.record(shot{v: vOK, key: "a1"})
-			case resp.status == http.StatusOK:
-				aLoad.record(shot{v: vMisrouted, desc: fmt.Sprintf("request %d: 200 %q (X-Backend %s)", i, resp.body, resp.header.Get("X-Backend"))})
+			case resp.Status == http.StatusOK:
+				aLoad.record(shot{v: vMisrouted, desc: fmt.Sprintf("request %d: 200 %q (X-Backend %s)", i, resp.Body, resp.Header.Get("X-Backend"))})
 			default:
-				aLoad.record(shot{v: vFailed, desc: fmt.Sprintf("request %d: %d %q %s", i, resp.status,
-					strings.TrimSpace(resp.body), resp.routerError())})
+				aLoad.record(shot{v: vFailed, desc: fmt.Sprintf("request %d: %d %q %s", i, resp.Status,
+					strings.TrimSpace(resp.Body), resp.RouterError())})
 			}
 			// A steady pace, so the stale registration comes back between requests.
 			time.Sleep(time.Millisecond)
 		}
 		bLoad.expectClean(t)
 		sent, ok, failed, misrouted = aLoad.finish(t)
-		bHitsForA = b.hitsFor(hostA)
-		t.Logf("%s: B's handler saw %d requests for %s; a1 saw %d", mode, bHitsForA, hostA, a1.hitsFor(hostA))
+		bHitsForA = b.HitsFor(hostA)
+		t.Logf("%s: B's handler saw %d requests for %s; a1 saw %d", mode, bHitsForA, hostA, a1.HitsFor(hostA))
 		return
 	}
 
@@ -164,9 +165,9 @@ func TestFaults_RouteIntegrityOnAddressReuse(t *testing.T) {
 
 // routerMetric reads one series (name with labels, as /metrics prints it)
 // from the router's /metrics; 0 when absent.
-func routerMetric(t testing.TB, r *routerProc, series string) float64 {
+func routerMetric(t testing.TB, r *harness.Router, series string) float64 {
 	t.Helper()
-	_, body := r.statusGet(t, "/metrics")
+	_, body := r.StatusGet(t, "/metrics")
 	for _, line := range strings.Split(body, "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == series {
 			v, err := strconv.ParseFloat(f[1], 64)

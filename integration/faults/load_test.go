@@ -58,7 +58,7 @@ const keptExamples = 8
 func startLoad(t testing.TB, name string, workers int, every time.Duration, fire func(c *http.Client) shot) *load {
 	l := newLoad(t, name)
 	for i := 0; i < workers; i++ {
-		c := newHTTPClient(t)
+		c := suite.NewHTTPClient(t)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()

@@ -8,9 +8,8 @@
 // figures with t.Logf and asserts on them. A case that finds a bug fails; it
 // is never skipped.
 //
-// Its processes come from integration/harness, shared with the integration
-// suite; the other helpers are adapted from integration/*_test.go (test
-// files cannot be imported across packages).
+// Its processes, routers, NATS clients and backends come from
+// integration/harness, shared with the integration suite.
 package faults
 
 import (
@@ -27,7 +26,24 @@ import (
 // stops several processes, some of them under load: each gets 10 s to
 // exit. FAULTS_LOGS=1 prints every process's output, not only a failed
 // case's.
-var suite = harness.Suite{Name: "faults", StopGrace: 10 * time.Second, ShowLogs: os.Getenv("FAULTS_LOGS") == "1"}
+var suite = harness.Suite{
+	Name:        "faults",
+	StopGrace:   10 * time.Second,
+	ShowLogs:    os.Getenv("FAULTS_LOGS") == "1",
+	HTTPTimeout: 15 * time.Second,
+	RouterConfig: map[string]any{
+		"minimum_register_interval":     registerInterval.String(),
+		"prune_stale_droplets_interval": pruneInterval.String(),
+		"droplet_stale_threshold":       "3s",
+	},
+}
+
+// The router's timers, shortened: heartbeats (router.start's register
+// interval) every second, pruning every 250 ms.
+const (
+	registerInterval = time.Second
+	pruneInterval    = 250 * time.Millisecond
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(suite.Main(m))

@@ -63,7 +63,7 @@ type world struct {
 	nats      *harness.Proc
 	emitter   *harness.Proc
 	cells     map[string]*harness.Proc
-	router    *routerProc
+	router    *harness.Router
 	client    *bbs.Client
 	ca        *identity.CA
 	clientTLS *tls.Config
@@ -181,9 +181,9 @@ func startWorld(t *testing.T) *world {
 		return nil
 	})
 	w.natsPort = harness.FreePort(t)
-	w.nats = startNATS(t, w.natsPort)
+	w.nats = suite.StartNATS(t, w.natsPort)
 	w.natsURL = "nats://nats:nats@127.0.0.1:" + w.natsPort
-	w.router = startRouter(t, routerSpec{natsURL: w.natsURL, backendCA: filepath.Join(w.home, "identity", identity.CACertFile)})
+	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: filepath.Join(w.home, "identity", identity.CACertFile)})
 	w.emitter = w.startEmitter(t)
 	w.guids = trackGuids(t, w.client)
 
@@ -270,7 +270,7 @@ func (w *world) waitSteady(t testing.TB, guid string, n int, within time.Duratio
 		if len(run) != n || len(list) != n {
 			return fmt.Errorf("%s: want %d RUNNING and nothing else, have %s", guid, n, describe(list))
 		}
-		if got := w.router.instanceIDs(t, appHost(guid)); !slices.Equal(got, run) {
+		if got := w.router.InstanceIDs(t, appHost(guid)); !slices.Equal(got, run) {
 			return fmt.Errorf("%s: the router has %v, the BBS runs %v", guid, got, run)
 		}
 		return nil
@@ -306,16 +306,16 @@ var answerRE = regexp.MustCompile(`^instance (\S+) index (\d+)\n$`)
 func (w *world) webLoad(t testing.TB, name string) *load {
 	host := appHost(webApp)
 	return startLoad(t, name, 2, 5*time.Millisecond, func(c *http.Client) shot {
-		resp, err := w.router.getWith(c, host, "/")
+		resp, err := w.router.GetWith(c, host, "/")
 		switch {
 		case err != nil:
 			return shot{v: vFailed, desc: err.Error()}
-		case resp.status != http.StatusOK:
-			return shot{v: vFailed, desc: fmt.Sprintf("%d %q X-Cf-Routererror %q", resp.status, strings.TrimSpace(resp.body), resp.routerError())}
+		case resp.Status != http.StatusOK:
+			return shot{v: vFailed, desc: fmt.Sprintf("%d %q X-Cf-Routererror %q", resp.Status, strings.TrimSpace(resp.Body), resp.RouterError())}
 		}
-		m := answerRE.FindStringSubmatch(resp.body)
+		m := answerRE.FindStringSubmatch(resp.Body)
 		if m == nil {
-			return shot{v: vMisrouted, desc: fmt.Sprintf("200 %q is no diegoapp answer", resp.body)}
+			return shot{v: vMisrouted, desc: fmt.Sprintf("200 %q is no diegoapp answer", resp.Body)}
 		}
 		return shot{v: vOK, key: m[1]}
 	})

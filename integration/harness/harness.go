@@ -2,9 +2,12 @@
 // integration/faults, need it: the real binary, built once per test run,
 // started as separate processes whose output is kept, which are stopped
 // (and their process groups killed by pid when they will not stop) when the
-// test ends, and whose logs are printed when the test failed.
+// test ends, and whose logs are printed when the test failed. On top of
+// that: a router with the test's NATS client (Bus) and HTTP client, NATS
+// itself, and backends in the test process that routes can point at.
 //
-// The two suites differ only in patience and names; a Suite holds those.
+// The two suites differ only in patience, timers and names; a Suite holds
+// those.
 // Each suite declares one as a package variable and uses it from TestMain:
 //
 //	var suite = harness.Suite{Name: "faults", StopGrace: 10 * time.Second}
@@ -36,6 +39,12 @@ type Suite struct {
 	// ShowLogs prints every process's output at cleanup, not only when the
 	// test failed.
 	ShowLogs bool
+	// HTTPTimeout bounds every request of the clients NewHTTPClient makes
+	// (a Router's Client among them).
+	HTTPTimeout time.Duration
+	// RouterConfig is laid over every router's base config before the
+	// RouterSpec's: the suite's pruning timers.
+	RouterConfig map[string]any
 }
 
 // Main builds minicf and the test app into a temporary directory, sets Bin
@@ -67,8 +76,8 @@ func ChildEnv() []string {
 }
 
 // FreePort returns a loopback port nobody listens on right now. Another
-// process may take it before ours binds it (StartRouter retries when that
-// happens).
+// process may take it before ours binds it; StartRouter retries when that
+// happens.
 func FreePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
