@@ -325,6 +325,24 @@ probed() {
 	done
 }
 
+# route_now HOST: for a message, what HOST answers now and what the
+# router's table holds for it.
+route_now() {
+	printf '\n---- GET / with Host: %s now ----\n' "$1"
+	curl -s -i --max-time 2 -H "Host: $1" "$ROUTER_URL/" | head -c 600
+	printf '\n---- the router'"'"'s /routes entries for %s ----\n' "$1"
+	curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/routes" | python3 -c '
+import json, sys
+try:
+    t = json.load(sys.stdin)
+except ValueError:
+    sys.exit("(not JSON)")
+host = sys.argv[1]
+hit = {k: v for k, v in t.items() if k.split("/")[0] == host} if isinstance(t, dict) else {}
+print(json.dumps(hit, indent=1) if hit else "(none; %d routes in the table: %s)" % (len(t), " ".join(sorted(t)[:20])))
+' "$1" 2>&1 | head -c 1500
+}
+
 # us_ms FROM_US TO_US: TO-FROM (microseconds) in milliseconds, 3 decimals.
 us_ms() {
 	local d=$(($2 - $1)) s=
@@ -478,7 +496,7 @@ push_app() {
 	P_T0=$PR_start_us P_T1=$PR_return_us P_200=$PR_want_us
 	P_WALL=$PR_wall_ms P_START200=$PR_start_to_want_ms P_RET200=$PR_return_to_want_ms
 	P_ALREADY=$PR_already P_PROBES=$PR_probes P_WINDOW=$PR_window_ms P_RTT=$PR_rtt_ms
-	[[ $PR_first_status == 404 ]] || die "$app.$DOMAIN answered $PR_first_status before $app was pushed, want 404"
+	[[ $PR_first_status == 404 ]] || die "$app.$DOMAIN answered $PR_first_status before $app was pushed, want 404$(route_now "$app.$DOMAIN")"
 	reg1=$(reg_latency)
 	# Where the time went.
 	cli logs "$app" --recent >"$TMP/logs-$app.txt" 2>&1 || true
@@ -609,11 +627,11 @@ for ((c = 1; c <= ROUTE_REPEAT; c++)); do
 	((c % 10 == 1)) && log "map/unmap cycles $c-$((c + 9 > ROUTE_REPEAT ? ROUTE_REPEAT : c + 9))/$ROUTE_REPEAT"
 	probed "map-$host" "$host.$DOMAIN" 200 '"app": "warmup"' "$POLL" \
 		"$MINICF" map-route warmup "$DOMAIN" --hostname "$host"
-	[[ $PR_first_status == 404 ]] || die "$host.$DOMAIN answered $PR_first_status before map-route, want 404"
+	[[ $PR_first_status == 404 ]] || die "$host.$DOMAIN answered $PR_first_status before map-route, want 404$(route_now "$host.$DOMAIN")"
 	m=("$PR_wall_ms" "$PR_start_to_want_ms" "$PR_return_to_want_ms" "$PR_already" "$PR_probes" "$PR_window_ms" "$PR_rtt_ms")
 	probed "unmap-$host" "$host.$DOMAIN" 404 '' "$POLL" \
 		"$MINICF" unmap-route warmup "$DOMAIN" --hostname "$host"
-	[[ $PR_first_status == 200 ]] || die "$host.$DOMAIN answered $PR_first_status before unmap-route, want 200"
+	[[ $PR_first_status == 200 ]] || die "$host.$DOMAIN answered $PR_first_status before unmap-route, want 200$(route_now "$host.$DOMAIN")"
 	u=("$PR_wall_ms" "$PR_start_to_want_ms" "$PR_return_to_want_ms" "$PR_already" "$PR_probes" "$PR_window_ms" "$PR_rtt_ms")
 	echo "$c ${m[*]} ${u[*]}" >>"$TMP/routes.txt"
 	mark_m= mark_u=
