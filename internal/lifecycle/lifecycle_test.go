@@ -66,13 +66,29 @@ type built struct {
 
 func build(t *testing.T, appDir, command string) built {
 	t.Helper()
+	return buildWith(t, BuilderConfig{AppDir: appDir, Command: command})
+}
+
+// buildWith stages cfg (its output paths, Stdout and Stderr filled in).
+func buildWith(t *testing.T, cfg BuilderConfig) built {
+	t.Helper()
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	res, err := Build(context.Background(), BuilderConfig{AppDir: appDir, OutputDroplet: filepath.Join(out, "droplet.tgz"),
-		Result: filepath.Join(out, "result.json"), Command: command, Stdout: &stdout, Stderr: &stderr})
+	cfg.OutputDroplet, cfg.Result, cfg.Stdout, cfg.Stderr = filepath.Join(out, "droplet.tgz"), filepath.Join(out, "result.json"), &stdout, &stderr
+	res, err := Build(context.Background(), cfg)
 	t.Logf("staged in %v", time.Since(start).Round(time.Millisecond))
 	return built{res, err, stdout.String(), stderr.String(), out}
+}
+
+// staged is the lifecycle metadata of an app staged by the buildpacks
+// keys (the last one staged it, finding output).
+func staged(output string, keys ...string) LifecycleMetadata {
+	m := LifecycleMetadata{BuildpackKey: keys[len(keys)-1], DetectedBuildpack: output}
+	for _, k := range keys {
+		m.Buildpacks = append(m.Buildpacks, BuildpackMetadata{Key: k, Name: strings.TrimSuffix(k, "_buildpack")})
+	}
+	return m
 }
 
 // entry is one tar entry, as the tests compare them.
@@ -153,7 +169,7 @@ func TestBuilderGoApp(t *testing.T) {
 		}
 	}
 	want := Result{ProcessTypes: map[string]string{"web": "./hello", "worker": "./hello --work"}, LifecycleType: "buildpack",
-		DetectedBuildpack: "go"}
+		DetectedBuildpack: "go", LifecycleMetadata: staged("go", GoBuildpack)}
 	if got := readResult(t, b.out); !reflect.DeepEqual(got, want) || !reflect.DeepEqual(*b.res, want) {
 		t.Fatalf("result %+v, want %+v", got, want)
 	}
@@ -221,13 +237,16 @@ func TestBuilderProcfileCommandAndNoStartCommand(t *testing.T) {
 		progress      string
 	}{
 		{"procfile", "", map[string]string{"Procfile": "# the app\nweb: ./run.sh --port $PORT\n\nclock:  ./clock\n", "run.sh": "#!/bin/sh\n"},
-			Result{ProcessTypes: map[string]string{"web": "./run.sh --port $PORT", "clock": "./clock"}, LifecycleType: "buildpack", DetectedBuildpack: "procfile"},
+			Result{ProcessTypes: map[string]string{"web": "./run.sh --port $PORT", "clock": "./clock"}, LifecycleType: "buildpack", DetectedBuildpack: "procfile",
+				LifecycleMetadata: staged("procfile", BinaryBuildpack)},
 			"-----> Procfile detected\n"},
 		{"command", "python3 -m http.server $PORT", map[string]string{"index.html": "hi"},
-			Result{ProcessTypes: map[string]string{"web": "python3 -m http.server $PORT"}, LifecycleType: "buildpack", DetectedBuildpack: "binary"},
+			Result{ProcessTypes: map[string]string{"web": "python3 -m http.server $PORT"}, LifecycleType: "buildpack", DetectedBuildpack: "binary",
+				LifecycleMetadata: staged("binary", BinaryBuildpack)},
 			"-----> No Go app detected"},
 		{"command wins over the Procfile", "./other", map[string]string{"Procfile": "web: ./run\n"},
-			Result{ProcessTypes: map[string]string{"web": "./other"}, LifecycleType: "buildpack", DetectedBuildpack: "binary"}, ""},
+			Result{ProcessTypes: map[string]string{"web": "./other"}, LifecycleType: "buildpack", DetectedBuildpack: "binary",
+				LifecycleMetadata: staged("binary", BinaryBuildpack)}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app := t.TempDir()
@@ -264,6 +283,156 @@ func TestBuilderProcfileCommandAndNoStartCommand(t *testing.T) {
 			t.Fatalf("got %v", b.err)
 		}
 	})
+}
+
+// noFiles fails unless none of files is in dir.
+func noFiles(t *testing.T, dir string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s was written: %v", f, err)
+		}
+	}
+}
+
+// TestBuilderChosenBuildpacks: buildpacks the app chose (--skip-detect)
+// run as they are, even when detection would pick another one.
+func TestBuilderChosenBuildpacks(t *testing.T) {
+	goEnv(t)
+	noGo := filepath.Join(t.TempDir(), "no-go-here") // a go build would fail
+	goApp := func(t *testing.T, extra map[string]string) string {
+		app := t.TempDir()
+		files := map[string]string{"go.mod": "module hello\n", "main.go": helloGo, "run.sh": "#!/bin/sh\n"}
+		for k, v := range extra {
+			files[k] = v
+		}
+		writeFiles(t, app, files)
+		return app
+	}
+	binary := []string{BinaryBuildpack}
+
+	t.Run("binary_buildpack with a go.mod runs the command", func(t *testing.T) {
+		app := goApp(t, nil)
+		b := buildWith(t, BuilderConfig{AppDir: app, Command: "./run.sh", BuildpackOrder: binary, SkipDetect: true, Go: noGo})
+		if b.err != nil {
+			t.Fatalf("%v\n%s%s", b.err, b.stdout, b.stderr)
+		}
+		want := Result{ProcessTypes: map[string]string{"web": "./run.sh"}, LifecycleType: "buildpack", DetectedBuildpack: "binary",
+			LifecycleMetadata: staged("binary", BinaryBuildpack)}
+		if got := readResult(t, b.out); !reflect.DeepEqual(got, want) {
+			t.Fatalf("result %+v, want %+v", got, want)
+		}
+		for _, want := range []string{"-----> Buildpacks chosen for the app (detection skipped): binary_buildpack\n",
+			"-----> binary_buildpack does not compile", "-----> Start command: ./run.sh\n"} {
+			if !strings.Contains(b.stdout, want) {
+				t.Errorf("the progress lacks %q:\n%s", want, b.stdout)
+			}
+		}
+		if strings.Contains(b.stdout, "Go app detected") || strings.Contains(b.stdout, "Running go build") {
+			t.Errorf("binary_buildpack built the app:\n%s", b.stdout)
+		}
+		noFiles(t, app, "hello", "app")
+		if entries := readDroplet(t, filepath.Join(b.out, "droplet.tgz")); entries["go.mod"].typ != tar.TypeReg || entries["run.sh"].typ != tar.TypeReg {
+			t.Errorf("the droplet lacks the app's files: %v", keys(entries))
+		}
+	})
+	t.Run("binary_buildpack with a go.mod runs the Procfile's web line", func(t *testing.T) {
+		b := buildWith(t, BuilderConfig{AppDir: goApp(t, map[string]string{"Procfile": "web: ./run.sh\n"}), BuildpackOrder: binary, SkipDetect: true, Go: noGo})
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+		if r := readResult(t, b.out); r.ProcessTypes["web"] != "./run.sh" || r.DetectedBuildpack != "procfile" || r.LifecycleMetadata.BuildpackKey != BinaryBuildpack {
+			t.Fatalf("result %+v", r)
+		}
+	})
+	t.Run("binary_buildpack without a start command", func(t *testing.T) {
+		b := buildWith(t, BuilderConfig{AppDir: goApp(t, nil), BuildpackOrder: binary, SkipDetect: true, Go: noGo})
+		if !errors.Is(b.err, ErrNoStartCommand) || b.err.Error() != "no start command: push with -c or add a Procfile with a web: line" {
+			t.Fatalf("got %v", b.err)
+		}
+		noFiles(t, b.out, "droplet.tgz", "result.json")
+	})
+	t.Run("go_buildpack without a go.mod", func(t *testing.T) {
+		app := t.TempDir()
+		writeFiles(t, app, map[string]string{"run.sh": "#!/bin/sh\n", "Procfile": "web: ./run.sh\n"})
+		b := buildWith(t, BuilderConfig{AppDir: app, Command: "./run.sh", BuildpackOrder: []string{GoBuildpack}, SkipDetect: true})
+		if !errors.Is(b.err, ErrNoGoModule) || !strings.Contains(b.err.Error(), "go_buildpack needs a Go module") || !strings.Contains(b.err.Error(), "no go.mod") {
+			t.Fatalf("got %v", b.err)
+		}
+		noFiles(t, b.out, "droplet.tgz", "result.json")
+	})
+	t.Run("go_buildpack supplies, binary_buildpack stages", func(t *testing.T) {
+		app := goApp(t, nil)
+		b := buildWith(t, BuilderConfig{AppDir: app, Command: "./run.sh", BuildpackOrder: []string{GoBuildpack, BinaryBuildpack}, SkipDetect: true})
+		if b.err != nil {
+			t.Fatalf("%v\n%s", b.err, b.stdout)
+		}
+		want := Result{ProcessTypes: map[string]string{"web": "./run.sh"}, LifecycleType: "buildpack", DetectedBuildpack: "binary",
+			LifecycleMetadata: staged("binary", GoBuildpack, BinaryBuildpack)}
+		if got := readResult(t, b.out); !reflect.DeepEqual(got, want) {
+			t.Fatalf("result %+v, want %+v", got, want)
+		}
+		if !strings.Contains(b.stdout, "-----> go_buildpack supplies Go") {
+			t.Errorf("progress:\n%s", b.stdout)
+		}
+		noFiles(t, app, "hello")
+	})
+	t.Run("binary_buildpack cannot supply", func(t *testing.T) {
+		b := buildWith(t, BuilderConfig{AppDir: goApp(t, nil), Command: "./run.sh", BuildpackOrder: []string{BinaryBuildpack, GoBuildpack}, SkipDetect: true})
+		if b.err == nil || b.err.Error() != "binary_buildpack cannot supply dependencies to the buildpacks after it: it can only be the last buildpack" {
+			t.Fatalf("got %v", b.err)
+		}
+	})
+	t.Run("unknown buildpack", func(t *testing.T) {
+		for _, skip := range []bool{true, false} {
+			b := buildWith(t, BuilderConfig{AppDir: goApp(t, nil), Command: "./run.sh", BuildpackOrder: []string{"nonsense_buildpack"}, SkipDetect: skip})
+			if b.err == nil || b.err.Error() != `unknown buildpack "nonsense_buildpack": the admin buildpacks are go_buildpack, binary_buildpack` {
+				t.Fatalf("skip-detect %v: got %v", skip, b.err)
+			}
+			noFiles(t, b.out, "droplet.tgz", "result.json")
+		}
+	})
+	t.Run("skip-detect without buildpacks", func(t *testing.T) {
+		b := buildWith(t, BuilderConfig{AppDir: goApp(t, nil), Command: "./run.sh", SkipDetect: true})
+		if b.err == nil || !strings.Contains(b.err.Error(), "--skip-detect needs --buildpack-order") {
+			t.Fatalf("got %v", b.err)
+		}
+	})
+	t.Run("detection within the order", func(t *testing.T) {
+		// Only binary_buildpack to detect from: a Go app with a command is not built.
+		app := goApp(t, nil)
+		b := buildWith(t, BuilderConfig{AppDir: app, Command: "./run.sh", BuildpackOrder: binary, Go: noGo})
+		if b.err != nil || b.res.LifecycleMetadata.BuildpackKey != BinaryBuildpack || !strings.Contains(b.stdout, "No Go app detected") {
+			t.Fatalf("%v %+v\n%s", b.err, b.res, b.stdout)
+		}
+		noFiles(t, app, "hello")
+		// Only go_buildpack: an app without a go.mod is detected by none.
+		plain := t.TempDir()
+		writeFiles(t, plain, map[string]string{"run.sh": "#!/bin/sh\n"})
+		b = buildWith(t, BuilderConfig{AppDir: plain, Command: "./run.sh", BuildpackOrder: []string{GoBuildpack}})
+		if b.err == nil || b.err.Error() != "no buildpack detected the app (tried go_buildpack)" {
+			t.Fatalf("got %v", b.err)
+		}
+	})
+}
+
+func TestParseBuilderArgs(t *testing.T) {
+	cfg, err := ParseBuilderArgs([]string{"--app-dir", "/a", "--output-droplet", "/d", "--result", "/r", "--command", "./x",
+		"--buildpack-order", "go_buildpack, binary_buildpack", "--skip-detect"}, io.Discard)
+	want := BuilderConfig{AppDir: "/a", OutputDroplet: "/d", Result: "/r", Command: "./x",
+		BuildpackOrder: []string{GoBuildpack, BinaryBuildpack}, SkipDetect: true}
+	if err != nil || !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	if cfg, err := ParseBuilderArgs([]string{"--app-dir", "/a"}, io.Discard); err != nil || cfg.BuildpackOrder != nil || cfg.SkipDetect {
+		t.Fatalf("no buildpack flags: %+v %v", cfg, err)
+	}
+	if _, err := ParseBuilderArgs([]string{"extra"}, io.Discard); err == nil {
+		t.Fatal("an argument was accepted")
+	}
+	if got := AdminBuildpacks(); !reflect.DeepEqual(got, []string{GoBuildpack, BinaryBuildpack}) {
+		t.Fatalf("admin buildpacks %v", got)
+	}
 }
 
 func TestDropletContentModesAndLinks(t *testing.T) {
@@ -351,6 +520,17 @@ func TestRunBuilderFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r := readResultFile(t, filepath.Join(outDir, "r.json")); r.ProcessTypes["web"] != "./x" {
+		t.Fatalf("result %+v", r)
+	}
+	// The staging Task's buildpack flags.
+	err := RunBuilder(context.Background(), append(args, "--buildpack-order", "nonsense_buildpack", "--skip-detect"), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `unknown buildpack "nonsense_buildpack"`) {
+		t.Fatalf("unknown buildpack: %v", err)
+	}
+	if err := RunBuilder(context.Background(), append(args, "--buildpack-order", "binary_buildpack", "--skip-detect"), &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if r := readResultFile(t, filepath.Join(outDir, "r.json")); r.LifecycleMetadata.BuildpackKey != BinaryBuildpack || r.DetectedBuildpack != "procfile" {
 		t.Fatalf("result %+v", r)
 	}
 }
