@@ -24,16 +24,17 @@
 # came back. The "window" columns are its resolution: from the last probe
 # that still saw the old answer being sent to the first new answer arriving.
 #
-# Timing (2 cores, measured 2026-11-26): a push round takes ~2.7 s (push ~2.1 s,
-# the phases' look-ups ~0.4 s, delete), a route cycle ~0.15 s, the warm-up
-# and `minicf up` ~15 s: the defaults take ~3 minutes, so that bench/run.sh,
-# which runs them with everything else, stays within its 600 s.
+# Timing (2 cores shared with other work at load 5-7, 2026-11-26): a push
+# round takes 2.1-2.4 s (push ~1.8 s, the phases' look-ups and the delete
+# ~0.4 s), a map/unmap cycle ~0.1 s, `minicf up` and the warm-up ~10 s: the
+# defaults take 2-2.5 minutes, which leaves bench/run.sh (everything else
+# too, ~5 minutes in all) well inside its 600 s.
 # The delete does not wait for the instance to leave the BBS (WAIT_GONE=1
 # does): every stop waits the rep's ProxyReloadWait (5 s, Diego's
 # containers.proxy.configuration_reload_duration) before it destroys the
-# container, which would double a round; the stopping instances of the
-# previous rounds (each cell has 8 GiB, an instance 256 MiB) are destroyed
-# meanwhile, a few ms of CPU inside a later round.
+# container, which would triple a round; the stopping instances of earlier
+# rounds (each cell has 8 GiB, an instance 256 MiB) are destroyed meanwhile,
+# ~50 ms of CPU inside a later round.
 #
 # Usage: bench/push.sh
 # Environment:

@@ -25,8 +25,8 @@
 # percentiles of push.sh are nearest-rank, so with n = 50 the p99 is the
 # max; propagation.sh's come from its Go benchmark (index round(p*(n-1)),
 # the same p99 for n = 50, p50 one rank higher). On 2 cores (2026-11-26, a
-# shared machine at load 5-7) the whole run takes about 6 minutes, push.sh
-# about 2.5 of them (2.4 s per push round).
+# shared machine at load 5-7) the whole run takes about 5 minutes, push.sh
+# about 2 of them (2.1-2.4 s per push round, 0.1 s per map/unmap cycle).
 #
 # Usage: bench/run.sh
 # Environment:
