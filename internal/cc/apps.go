@@ -116,11 +116,15 @@ func (c *CC) getApp(w http.ResponseWriter, r *http.Request) error {
 type lifecycleBody struct {
 	Type string `json:"type"`
 	Data struct {
-		Buildpacks []string `json:"buildpacks"`
-		Stack      *string  `json:"stack"`
+		Buildpacks buildpackChoice `json:"buildpacks"`
+		Stack      *string         `json:"stack"`
 	} `json:"data"`
 }
 
+// applyLifecycle applies a request's lifecycle to a: the stack, then the
+// buildpacks, which must be admin buildpacks for that stack
+// (buildpacks.go); given as null, none or only "default", the app is
+// auto-detected again.
 func applyLifecycle(a *appRec, l *lifecycleBody) error {
 	if l == nil {
 		return nil
@@ -128,19 +132,23 @@ func applyLifecycle(a *appRec, l *lifecycleBody) error {
 	if l.Type != "" && l.Type != "buildpack" {
 		return unprocessable("Lifecycle type must be 'buildpack': minicf stages buildpack apps only")
 	}
-	if l.Data.Buildpacks != nil {
-		for _, b := range l.Data.Buildpacks {
-			if !storable(b) || len(b) > 255 {
-				return unprocessable("Buildpack %q is invalid", b)
-			}
-		}
-		a.Buildpacks = append([]string(nil), l.Data.Buildpacks...)
-	}
 	if l.Data.Stack != nil {
 		if *l.Data.Stack != "" && *l.Data.Stack != DefaultStack {
 			return unprocessable("Stack must be an existing stack: minicf has only '%s'", DefaultStack)
 		}
 		a.Stack = *l.Data.Stack
+	}
+	if l.Data.Buildpacks.set {
+		for _, b := range l.Data.Buildpacks.names {
+			if !storable(b) || len(b) > 255 {
+				return unprocessable("Buildpack %q is invalid", b)
+			}
+		}
+		bps := chosenBuildpacks(l.Data.Buildpacks.names)
+		if detail := checkBuildpacks(bps, a.Stack); detail != "" {
+			return unprocessable("%s", detail)
+		}
+		a.Buildpacks = bps
 	}
 	return nil
 }

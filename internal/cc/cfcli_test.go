@@ -1219,6 +1219,24 @@ applications:
 	if d := j.str(t, "errors.0.detail"); !strings.Contains(d, "did not match any existing domains") {
 		t.Errorf("failed job detail %q", d)
 	}
+	// cf push -b nonsense_buildpack, or a git URL: the job fails with
+	// CC's detail (the CLI prints it), and nothing is kept.
+	for bp, detail := range map[string]string{
+		"nonsense_buildpack": `For application 'bad': Buildpack "nonsense_buildpack" for stack "cflinuxfs4" must be an existing admin buildpack or a valid git URI`,
+		gitBuildpack:         "For application 'bad': " + gitBuildpackRefused,
+	} {
+		j := e.cfApplyManifest(t, ids.space, "applications:\n- name: bad\n  default-route: true\n  buildpacks:\n  - "+bp+"\n  command: ./run.sh\n")
+		j.eq(t, "state", "FAILED")
+		j.eq(t, "errors.0.detail", detail)
+	}
+	if n := len(e.cf("GET", "/v3/apps?names=bad&space_guids="+ids.space, nil).paginated(t)); n != 0 {
+		t.Errorf("app bad exists after failed pushes")
+	}
+	// cf push -b default: the CLI sends buildpacks: [], auto-detect.
+	e.cfApplyManifest(t, ids.space, "applications:\n- name: app2\n  buildpacks: []\n").eq(t, "state", "COMPLETE")
+	if bps := e.cfAppByName(t, ids, "app2").list(t, "resources.0.lifecycle.data.buildpacks"); len(bps) != 0 {
+		t.Errorf("app2 buildpacks after -b default: %v", bps)
+	}
 	// One that cannot be read: 422 on the POST.
 	e.cf("POST", "/v3/spaces/"+ids.space+"/actions/apply_manifest", "applications: 3\n", "Content-Type", "application/x-yaml").ccError(t, 422, "CF-UnprocessableEntity", 0, "~Applications must be a list")
 	// Staging a package that is not ready: CC's special-cased 400.
@@ -1227,6 +1245,43 @@ applications:
 	// A second app of the same name through POST /v3/apps.
 	e.cf("POST", "/v3/apps", map[string]any{"name": "myapp", "relationships": map[string]any{"space": map[string]any{"data": map[string]string{"guid": ids.space}}}}).
 		ccError(t, 422, "CF-UnprocessableEntity", 0, "App with the name 'myapp' already exists.")
+}
+
+// TestCFCLI_Buildpacks: cf buildpacks (GET /v3/buildpacks?order_by=position;
+// --lifecycle adds lifecycle=, --labels label_selector=) and the fields its
+// table shows.
+func TestCFCLI_Buildpacks(t *testing.T) {
+	t.Parallel()
+	e := newCFEnv(t)
+	e.target(t)
+	for _, q := range []string{"order_by=position", "order_by=position&lifecycle=buildpack", "order_by=position&label_selector=%21env"} {
+		bps := e.cf("GET", "/v3/buildpacks?"+q, nil)
+		if n := len(bps.paginated(t)); n != 2 {
+			t.Fatalf("%s: %d buildpacks: %s", q, n, bps.body)
+		}
+		bps.isNull(t, "pagination.next")
+		for i, name := range []string{"go_buildpack", "binary_buildpack"} {
+			r := "resources." + strconv.Itoa(i) + "."
+			bps.eq(t, r+"name", name)
+			bps.eq(t, r+"stack", "cflinuxfs4")
+			bps.eq(t, r+"state", "READY")
+			bps.eq(t, r+"lifecycle", "buildpack")
+			bps.eq(t, r+"filename", "built into minicf")
+			bps.str(t, r+"guid")
+			bps.str(t, r+"created_at")
+			if n := bps.num(t, r+"position"); n != int64(i+1) {
+				t.Errorf("%s position %d", name, n)
+			}
+			for key, want := range map[string]bool{"enabled": true, "locked": false} {
+				if v, _ := bps.get(r + key); v != want {
+					t.Errorf("%s %s = %v", name, key, v)
+				}
+			}
+		}
+	}
+	if n := len(e.cf("GET", "/v3/buildpacks?order_by=position&lifecycle=cnb", nil).paginated(t)); n != 0 {
+		t.Errorf("cnb buildpacks: %d", n)
+	}
 }
 
 func TestCFCLI_Scale(t *testing.T) {

@@ -430,6 +430,8 @@ func (c *CC) APIHandler() http.Handler {
 	auth("GET /v3/droplets/{guid}", c.getDroplet)
 	auth("GET /v3/droplets/{guid}/download", c.downloadDroplet)
 	auth("GET /v3/jobs/{guid}", c.getJob)
+	auth("GET /v3/buildpacks", c.listBuildpacks)
+	auth("GET /v3/buildpacks/{guid}", c.getBuildpack)
 
 	auth("GET /api/v1/info", c.logCacheInfo)
 	auth("GET /api/v1/read/{source_id}", c.logCacheRead)

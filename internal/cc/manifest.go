@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ import (
 //     it —, health-check-type, health-check-http-endpoint, timeout, the
 //     processes list), buildpacks, stack and env are applied; path is the
 //     client's local directory and is ignored;
+//   - buildpacks (or buildpack, not both) must be admin buildpacks, as on
+//     PATCH /v3/apps (buildpacks.go): an unknown one fails the job, as
+//     CC's AppUpdate fails it; "default", null and [] mean auto-detect;
 //   - routes, in this order: no-route: true removes all the app's route
 //     mappings and nothing else happens; routes: adds a web destination to
 //     each route, creating the route in the app's space if need be
@@ -92,6 +96,8 @@ type manifestApp struct {
 	Sidecars              any               `yaml:"sidecars,omitempty"`
 
 	memoryMB, diskMB int // parsed Memory and DiskQuota (0: not given)
+	// buildpackSet, buildpacksSet: the keys were given (null included).
+	buildpackSet, buildpacksSet bool
 }
 
 // manifestError is a manifest that cannot be read or applied.
@@ -137,6 +143,7 @@ func parseManifest(data []byte) ([]manifestApp, error) {
 			return nil, mErr(nameOf(n), "%v", cleanYAMLError(err))
 		}
 		a.resetCommand = isNull(mappingValue(n, "command"))
+		a.buildpackSet, a.buildpacksSet = mappingValue(n, "buildpack") != nil, mappingValue(n, "buildpacks") != nil
 		if procs := mappingValue(n, "processes"); procs != nil && procs.Kind == yaml.SequenceNode {
 			for j, pn := range procs.Content {
 				if j < len(a.Processes) {
@@ -197,6 +204,9 @@ func (a *manifestApp) check() error {
 	}
 	if a.Stack != "" && a.Stack != DefaultStack {
 		return mErr(a.Name, "Stack must be an existing stack: minicf has only '%s'", DefaultStack)
+	}
+	if a.buildpackSet && a.buildpacksSet {
+		return mErr(a.Name, "Buildpack and Buildpacks fields cannot be used together.")
 	}
 	for _, b := range append(append([]string(nil), a.Buildpacks...), a.Buildpack) {
 		if !storable(b) || len(b) > 255 {
@@ -436,16 +446,17 @@ func (c *CC) applyManifestApp(tx *stx, spaceGUID string, m *manifestApp, fx *eff
 	} else if a, err = c.createAppTx(tx, m.Name, spaceGUID); err != nil {
 		return err
 	}
-	// Lifecycle and env.
-	if m.Buildpacks != nil || m.Buildpack != "" {
-		bps := append([]string(nil), m.Buildpacks...)
-		if m.Buildpack != "" && m.Buildpack != "default" && m.Buildpack != "null" {
-			bps = append(bps, m.Buildpack)
-		}
-		a.Buildpacks = bps
-	}
+	// Lifecycle (buildpacks as on PATCH /v3/apps: admin buildpacks only;
+	// "default", null and none mean auto-detect) and env.
 	if m.Stack != "" {
 		a.Stack = m.Stack
+	}
+	if m.buildpacksSet || m.buildpackSet {
+		bps := chosenBuildpacks(append(slices.Clone(m.Buildpacks), m.Buildpack))
+		if detail := checkBuildpacks(bps, a.Stack); detail != "" {
+			return mErr(m.Name, "%s", detail)
+		}
+		a.Buildpacks = bps
 	}
 	if len(m.Env) > 0 {
 		env := map[string]*string{}

@@ -172,6 +172,10 @@ func (c *CC) createBuild(w http.ResponseWriter, r *http.Request) error {
 		if err := applyLifecycle(&lc, body.Lifecycle); err != nil {
 			return err
 		}
+		// The app's own may predate the admin buildpacks' check.
+		if detail := checkBuildpacks(lc.Buildpacks, lc.Stack); detail != "" {
+			return unprocessable("%s", detail)
+		}
 		webs, err := listRecs[processRec](tx, tProcesses, "app_guid = ? AND type = ?", app.GUID, defaultProcessType)
 		if err != nil {
 			return err

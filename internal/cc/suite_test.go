@@ -34,6 +34,9 @@ var suite = []struct {
 	{"SyncRepairsDrift", testSyncRepairsDrift},
 	{"ProcessStats", testProcessStats},
 	{"Jobs", testJobs},
+	{"Buildpacks", testBuildpacks},
+	{"AppBuildpackChoice", testAppBuildpackChoice},
+	{"ApplyManifestBuildpacks", testApplyManifestBuildpacks},
 }
 
 func runSuite(t *testing.T, dsn func(*testing.T) string) {

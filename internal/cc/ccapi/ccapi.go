@@ -321,6 +321,26 @@ type Checksum struct {
 	Value string `json:"value"`
 }
 
+// Buildpack states and lifecycles.
+const (
+	BuildpackReady     = "READY"
+	LifecycleBuildpack = "buildpack"
+)
+
+// Buildpack is an admin buildpack (GET /v3/buildpacks); a null stack
+// means any stack.
+type Buildpack struct {
+	Resource
+	Name      string  `json:"name"`
+	Stack     *string `json:"stack"`
+	Position  int     `json:"position"`
+	Enabled   bool    `json:"enabled"`
+	Locked    bool    `json:"locked"`
+	State     string  `json:"state"` // READY
+	Filename  *string `json:"filename"`
+	Lifecycle string  `json:"lifecycle"` // buildpack
+}
+
 // Job states.
 const (
 	JobProcessing = "PROCESSING"
