@@ -3,11 +3,13 @@ package cc
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
+	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/cc/ccapi"
 )
 
@@ -232,6 +234,82 @@ func mustApp(t *testing.T, e *env, name string) string {
 		t.Fatalf("no app %s", name)
 	}
 	return a.GUID
+}
+
+// testStagingWithChosenBuildpacks: the build's buildpacks reach the
+// builder as --buildpack-order with --skip-detect, and the droplet shows
+// the buildpacks the builder says ran.
+func testStagingWithChosenBuildpacks(t *testing.T, e *env) {
+	a := e.createApp("chosen")
+	e.mustJSON("PATCH", "/v3/apps/"+a.GUID, map[string]any{"lifecycle": map[string]any{"data": map[string]any{"buildpacks": []string{"binary_buildpack"}}}}, 200, nil)
+	p := e.readyPackage(a.GUID)
+	argsOf := func(def *bbs.TaskDefinition) []string {
+		i := slices.Index(def.Action.Args, "--buildpack-order")
+		if i < 0 {
+			return nil
+		}
+		return def.Action.Args[i:]
+	}
+	var b ccapi.Build
+	e.mustJSON("POST", "/v3/builds", map[string]any{"package": map[string]string{"guid": p.GUID}}, 201, &b)
+	def := e.bbs.task(b.GUID)
+	if got := argsOf(def); !equalStrings(got, []string{"--buildpack-order", "binary_buildpack", "--skip-detect"}) {
+		t.Errorf("builder args %v", def.Action.Args)
+	}
+	if !equalStrings(b.Lifecycle.Data.Buildpacks, []string{"binary_buildpack"}) {
+		t.Errorf("build lifecycle %+v", b.Lifecycle)
+	}
+	e.stage(b.GUID, def, `{"process_types":{"web":"./run.sh"},"lifecycle_type":"buildpack","execution_metadata":"","detected_buildpack":"binary",`+
+		`"lifecycle_metadata":{"buildpack_key":"binary_buildpack","detected_buildpack":"binary","buildpacks":[{"key":"binary_buildpack","name":"binary"}]}}`)
+	var d ccapi.Droplet
+	e.mustJSON("GET", "/v3/droplets/"+dropletOfTask(def), nil, 200, &d)
+	if want := []ccapi.DropletBuildpack{{Name: "binary_buildpack", BuildpackName: "binary", DetectOutput: "binary"}}; d.State != ccapi.BuildStaged || !reflect.DeepEqual(d.Buildpacks, want) {
+		t.Errorf("droplet %s buildpacks %+v, want %+v", d.State, d.Buildpacks, want)
+	}
+
+	// A build's lifecycle overrides the app's for that build: two
+	// buildpacks, the first supplying; the droplet lists both.
+	e.mustJSON("POST", "/v3/builds", map[string]any{"package": map[string]string{"guid": p.GUID},
+		"lifecycle": map[string]any{"type": "buildpack", "data": map[string]any{"buildpacks": []string{"go_buildpack", "binary_buildpack"}}}}, 201, &b)
+	def = e.bbs.task(b.GUID)
+	if got := argsOf(def); !equalStrings(got, []string{"--buildpack-order", "go_buildpack,binary_buildpack", "--skip-detect"}) {
+		t.Errorf("builder args %v", def.Action.Args)
+	}
+	e.stage(b.GUID, def, `{"process_types":{"web":"./run.sh"},"lifecycle_type":"buildpack","execution_metadata":"","detected_buildpack":"binary",`+
+		`"lifecycle_metadata":{"buildpack_key":"binary_buildpack","detected_buildpack":"binary","buildpacks":[{"key":"go_buildpack","name":"go"},{"key":"binary_buildpack","name":"binary"}]}}`)
+	e.mustJSON("GET", "/v3/droplets/"+dropletOfTask(def), nil, 200, &d)
+	if want := []ccapi.DropletBuildpack{{Name: "go_buildpack", BuildpackName: "go"}, {Name: "binary_buildpack", BuildpackName: "binary", DetectOutput: "binary"}}; !reflect.DeepEqual(d.Buildpacks, want) {
+		t.Errorf("droplet buildpacks %+v, want %+v", d.Buildpacks, want)
+	}
+
+	// Back to auto-detect: all admin buildpacks, detection on; the
+	// droplet names the one detected.
+	e.mustJSON("PATCH", "/v3/apps/"+a.GUID, map[string]any{"lifecycle": map[string]any{"data": map[string]any{"buildpacks": nil}}}, 200, nil)
+	e.mustJSON("POST", "/v3/builds", map[string]any{"package": map[string]string{"guid": p.GUID}}, 201, &b)
+	def = e.bbs.task(b.GUID)
+	if got := argsOf(def); !equalStrings(got, []string{"--buildpack-order", "go_buildpack,binary_buildpack"}) {
+		t.Errorf("builder args %v", def.Action.Args)
+	}
+	e.stage(b.GUID, def, `{"process_types":{"web":"./app"},"lifecycle_type":"buildpack","execution_metadata":"","detected_buildpack":"go",`+
+		`"lifecycle_metadata":{"buildpack_key":"go_buildpack","detected_buildpack":"go","buildpacks":[{"key":"go_buildpack","name":"go"}]}}`)
+	e.mustJSON("GET", "/v3/droplets/"+dropletOfTask(def), nil, 200, &d)
+	if want := []ccapi.DropletBuildpack{{Name: "go_buildpack", BuildpackName: "go", DetectOutput: "go"}}; !reflect.DeepEqual(d.Buildpacks, want) {
+		t.Errorf("droplet buildpacks %+v, want %+v", d.Buildpacks, want)
+	}
+
+	// A result naming too many buildpacks, or bad ones, fails the build.
+	for _, meta := range []string{
+		`{"buildpacks":[` + strings.Repeat(`{"key":"go_buildpack"},`, maxStagedBuildpacks) + `{"key":"go_buildpack"}]}`,
+		`{"buildpacks":[{"key":"go\u0000buildpack"}]}`,
+	} {
+		e.mustJSON("POST", "/v3/builds", map[string]any{"package": map[string]string{"guid": p.GUID}}, 201, &b)
+		def = e.bbs.task(b.GUID)
+		e.stage(b.GUID, def, `{"process_types":{"web":"./app"},"lifecycle_metadata":`+meta+`}`)
+		e.mustJSON("GET", "/v3/builds/"+b.GUID, nil, 200, &b)
+		if b.State != ccapi.BuildFailed || b.Error == nil || !strings.Contains(*b.Error, "buildpack") {
+			t.Errorf("build with lifecycle_metadata %s: %s %v", meta, b.State, b.Error)
+		}
+	}
 }
 
 func TestLabelSelectorOnUnlabelled(t *testing.T) {

@@ -955,9 +955,11 @@ func (e *env) cfUpload(pkg string, bits []byte) cfCall {
 }
 
 // runBuilder plays the cell for a staging Task: unpacks the package the
-// Task downloads, runs the real builder with the Task's arguments (with a
-// go command that does not exist, so a `go build` would fail), uploads
-// the droplet and posts the completed Task.
+// Task downloads, runs the real builder with the Task's arguments (its
+// paths moved to a temporary directory, with a go command that does not
+// exist, so a `go build` would fail), uploads the droplet and posts the
+// completed Task. The app chose binary_buildpack, and its files have a
+// go.mod: the builder must not build it.
 func (e *env) runBuilder(t *testing.T, build string) {
 	t.Helper()
 	def := e.bbs.task(build)
@@ -977,21 +979,25 @@ func (e *env) runBuilder(t *testing.T, build string) {
 	if err := unpackZip(zpath, appDir, zipLimits{maxBytes: 1 << 20, maxEntries: 100}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := lifecycle.BuilderConfig{AppDir: appDir, OutputDroplet: filepath.Join(dir, "droplet.tgz"), Result: filepath.Join(dir, "result.json"),
-		Go: filepath.Join(dir, "no-go-here")}
-	args := def.Action.Args
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--command" {
-			cfg.Command = args[i+1]
-		}
+	cfg, err := lifecycle.ParseBuilderArgs(def.Action.Args, io.Discard)
+	if err != nil {
+		t.Fatalf("the builder refuses the Task's arguments %q: %v", def.Action.Args, err)
 	}
+	if cfg.AppDir != "/home/vcap/app" || cfg.OutputDroplet != def.Upload.From || cfg.Result != def.ResultFile {
+		t.Fatalf("the Task's paths: %+v", cfg)
+	}
+	cfg.AppDir, cfg.OutputDroplet, cfg.Result = appDir, filepath.Join(dir, "droplet.tgz"), filepath.Join(dir, "result.json")
+	cfg.Go = filepath.Join(dir, "no-go-here")
 	var out bytes.Buffer
 	cfg.Stdout, cfg.Stderr = &out, &out
 	if _, err := lifecycle.Build(context.Background(), cfg); err != nil {
 		t.Fatalf("the builder failed (a binary_buildpack push must not need go build): %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "No Go app detected") {
-		t.Errorf("builder output:\n%s", out.String())
+	for _, want := range []string{"-----> Buildpacks chosen for the app (detection skipped): binary_buildpack\n",
+		"-----> binary_buildpack does not compile", "-----> binary_buildpack: the app runs the start command given with push -c\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("builder output lacks %q:\n%s", want, out.String())
+		}
 	}
 	droplet, _ := os.ReadFile(cfg.OutputDroplet)
 	result, _ := os.ReadFile(cfg.Result)
@@ -1055,6 +1061,7 @@ func (e *env) pushBits(t *testing.T, ids cfIDs, name string) (app, proc string) 
 		body string
 	}{
 		"run.sh":       {0o755, "#!/bin/sh\nexec sleep 1000\n"},
+		"go.mod":       {0o644, "module myapp\n"}, // a prebuilt binary's module: binary_buildpack leaves it
 		"sub/":         {},
 		"sub/data.txt": {0o644, "data"},
 		"empty.txt":    {0o644, ""},
@@ -1098,6 +1105,8 @@ func (e *env) pushBits(t *testing.T, ids cfIDs, name string) (app, proc string) 
 	d.str(t, "created_at")
 	d.eq(t, "lifecycle.type", "buildpack")
 	d.eq(t, "relationships.app.data.guid", app)
+	d.eq(t, "buildpacks.0.name", "binary_buildpack") // cf app's buildpacks
+	d.eq(t, "buildpacks.0.buildpack_name", "binary")
 	e.cf("PATCH", "/v3/apps/"+app+"/relationships/current_droplet", map[string]any{"data": map[string]string{"guid": droplet}}).want(t, 200).eq(t, "data.guid", droplet)
 	e.cf("POST", "/v3/apps/"+app+"/actions/restart", nil).want(t, 200).eq(t, "state", "STARTED")
 

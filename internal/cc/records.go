@@ -179,12 +179,22 @@ type dropletRec struct {
 	ProcessTypes      map[string]string `json:"process_types,omitempty"`
 	ExecutionMetadata string            `json:"execution_metadata,omitempty"`
 	DetectedBuildpack string            `json:"detected_buildpack,omitempty"`
-	Buildpacks        []string          `json:"buildpacks,omitempty"`
+	Buildpacks        []string          `json:"buildpacks,omitempty"`        // the build's (chosen)
+	StagedBuildpacks  []stagedBuildpack `json:"staged_buildpacks,omitempty"` // the ones that ran (the result's)
 	Stack             string            `json:"stack,omitempty"`
 	File              string            `json:"file,omitempty"` // name under <state>/droplets
 	SHA256            string            `json:"sha256,omitempty"`
 	CreatedAt         time.Time         `json:"created_at"`
 	UpdatedAt         time.Time         `json:"updated_at"`
+}
+
+// stagedBuildpack is a buildpack that staged a droplet: Key its admin
+// name (go_buildpack), Name its own (go).
+type stagedBuildpack struct {
+	Key          string `json:"key"`
+	Name         string `json:"name,omitempty"`
+	Version      string `json:"version,omitempty"`
+	DetectOutput string `json:"detect_output,omitempty"`
 }
 
 func (r *dropletRec) key() string        { return r.GUID }
@@ -459,7 +469,15 @@ func presentDroplet(base string, d *dropletRec) ccapi.Droplet {
 	if d.SHA256 != "" && d.State == ccapi.BuildStaged {
 		out.Checksum = &ccapi.Checksum{Type: "sha256", Value: d.SHA256}
 	}
-	if d.State == ccapi.BuildStaged {
+	switch {
+	case d.State != ccapi.BuildStaged:
+	case len(d.StagedBuildpacks) > 0:
+		// CC's: name is the admin buildpack, buildpack_name its own name.
+		for _, bp := range d.StagedBuildpacks {
+			out.Buildpacks = append(out.Buildpacks, ccapi.DropletBuildpack{Name: bp.Key, BuildpackName: bp.Name,
+				DetectOutput: bp.DetectOutput, Version: bp.Version})
+		}
+	default: // staged by a builder that did not say which buildpacks ran
 		name := d.DetectedBuildpack
 		if len(d.Buildpacks) > 0 {
 			name = d.Buildpacks[0]

@@ -16,6 +16,7 @@ import (
 
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/cc/ccapi"
+	"github.com/minicf/minicf/internal/lifecycle"
 )
 
 // Staging runs as a Diego Task, as CC's stager does.
@@ -34,6 +35,10 @@ import (
 //	          --output-droplet /tmp/droplet.tgz
 //	          --result /tmp/result.json
 //	          [--command CMD]      the web process's command, when it has one
+//	          --buildpack-order B1,B2,... [--skip-detect]
+//	                               the build's buildpacks with --skip-detect
+//	                               when the app chose some; else all admin
+//	                               buildpacks in position order, to detect
 //	        env: the app's environment variables, then
 //	          GOCACHE=<state>/staging/gocache GOMODCACHE=<state>/staging/gomodcache
 //	          GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
@@ -45,21 +50,41 @@ import (
 //	          on minicf.logs.<app guid> as the cell publishes it)
 //	memory_mb, disk_mb: the web process's; max_duration_ms: 15 min
 //
-// The builder contract (the `builder` lifecycle verb implements it):
+// The builder contract (the `builder` lifecycle verb implements it;
+// internal/lifecycle/builder.go has the details):
 //
-//   - /home/vcap/app holds the package's files. If it has a go.mod (a Go
-//     app), the builder runs `go build` (with the env above: offline,
-//     modules from GOMODCACHE) and the start command is the built binary,
-//     unless --command is given. Otherwise the start command is --command,
-//     else the `web:` line of the app's Procfile. No start command at all
-//     fails staging with a message saying so.
+//   - /home/vcap/app holds the package's files.
+//   - Buildpacks are CC's -buildpackOrder/-skipDetect contract with Diego's
+//     builder. An app that chose buildpacks (push -b; lifecycle.data.
+//     buildpacks, admin buildpacks only, buildpacks.go) is staged by
+//     exactly those, in that order, with no detection: choosing is how a
+//     user says "not what detection would pick", e.g. a prebuilt binary
+//     pushed with its go.mod and -b binary_buildpack must not be rebuilt,
+//     and a buildpack that cannot stage the app fails staging with what it
+//     needs instead of silently handing over to another. An app that chose
+//     none is detected from all admin buildpacks, in position order, as
+//     before buildpacks could be chosen. The CC passes names only; the
+//     builder carries the buildpacks (the CC lists its names from there),
+//     so a name it does not know fails staging.
+//   - go_buildpack runs `go build` (with the env above: offline, modules
+//     from GOMODCACHE); the start command is the built binary unless
+//     --command is given. binary_buildpack compiles nothing; the start
+//     command is --command, else the `web:` line of the app's Procfile. No
+//     start command at all fails staging with a message saying so.
 //   - It writes the droplet to --output-droplet: a gzip'd tar whose root
 //     is the app directory's content (what goes back to /home/vcap/app when
 //     an instance starts), file modes kept.
 //   - It writes --result, JSON:
 //     {"process_types":{"web":"<start command>"},"lifecycle_type":"buildpack",
-//     "execution_metadata":"","detected_buildpack":"go|binary|procfile"}
-//     (other Procfile lines may add process types).
+//     "execution_metadata":"","detected_buildpack":"go|binary|procfile",
+//     "lifecycle_metadata":{"buildpack_key":"<admin buildpack>",
+//     "detected_buildpack":"...","buildpacks":[{"key":"<admin buildpack>",
+//     "name":"go|binary"},...]}} (other Procfile lines may add process
+//     types). lifecycle_metadata (Diego's builder's) names the buildpacks
+//     that ran, the last one having staged the app; the droplet's
+//     buildpacks[] come from it ({name: key, buildpack_name: name,
+//     detect_output on the last}), so `cf app` shows the buildpack that
+//     was used, detected or chosen.
 //   - It prints progress on stdout/stderr (these are the STG lines the user
 //     sees) and exits non-zero on failure; the Task then fails with the
 //     reason the cell reports.
@@ -84,6 +109,32 @@ type stagingResult struct {
 	LifecycleType     string            `json:"lifecycle_type"`
 	ExecutionMetadata string            `json:"execution_metadata"`
 	DetectedBuildpack string            `json:"detected_buildpack"`
+	LifecycleMetadata struct {
+		BuildpackKey      string `json:"buildpack_key"`
+		DetectedBuildpack string `json:"detected_buildpack"`
+		Buildpacks        []struct {
+			Key     string `json:"key"`
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"buildpacks"`
+	} `json:"lifecycle_metadata"`
+}
+
+// maxStagedBuildpacks bounds the buildpacks a result may name.
+const maxStagedBuildpacks = 16
+
+// stagedBuildpacks are the droplet's buildpacks from a staging result:
+// the ones that ran, the detect output on the one that staged.
+func (res *stagingResult) stagedBuildpacks() []stagedBuildpack {
+	var out []stagedBuildpack
+	for _, bp := range res.LifecycleMetadata.Buildpacks {
+		sb := stagedBuildpack{Key: bp.Key, Name: bp.Name, Version: bp.Version}
+		if bp.Key == res.LifecycleMetadata.BuildpackKey {
+			sb.DetectOutput = res.DetectedBuildpack
+		}
+		out = append(out, sb)
+	}
+	return out
 }
 
 func (c *CC) goCache() string {
@@ -107,6 +158,11 @@ func (c *CC) stagingTask(b *buildRec, a *appRec, web *processRec) *bbs.TaskDefin
 			args = append(args, "--command", *web.Command)
 		}
 		mem, disk = web.MemoryMB, web.DiskMB
+	}
+	if len(b.Buildpacks) > 0 {
+		args = append(args, "--buildpack-order", strings.Join(b.Buildpacks, ","), "--skip-detect")
+	} else {
+		args = append(args, "--buildpack-order", strings.Join(lifecycle.AdminBuildpacks(), ","))
 	}
 	// Staging compiles: like CC (staging.minimum_staging_memory_mb and
 	// minimum_staging_disk_mb), it gets at least 1 GiB and 4 GiB whatever
@@ -261,6 +317,7 @@ func (c *CC) finishBuildTx(tx *stx, b *buildRec, res *stagingResult, reason stri
 		b.State, b.UpdatedAt = ccapi.BuildStaged, now
 		d.State, d.UpdatedAt = ccapi.BuildStaged, now
 		d.ProcessTypes, d.ExecutionMetadata, d.DetectedBuildpack = res.ProcessTypes, res.ExecutionMetadata, res.DetectedBuildpack
+		d.StagedBuildpacks = res.stagedBuildpacks()
 	}
 	if err := updateRec(tx, tBuilds, b); err != nil {
 		return err
@@ -288,6 +345,17 @@ func parseStagingResult(s string) (*stagingResult, error) {
 	}
 	if !storable(res.ExecutionMetadata) || !storable(res.DetectedBuildpack) || len(res.DetectedBuildpack) > 255 {
 		return nil, errors.New("the builder's result has invalid metadata")
+	}
+	lm := &res.LifecycleMetadata
+	if len(lm.Buildpacks) > maxStagedBuildpacks {
+		return nil, fmt.Errorf("the builder's result names more than %d buildpacks", maxStagedBuildpacks)
+	}
+	for _, bp := range lm.Buildpacks {
+		for _, v := range []string{bp.Key, bp.Name, bp.Version} {
+			if !storable(v) || len(v) > 255 {
+				return nil, errors.New("the builder's result has invalid buildpack metadata")
+			}
+		}
 	}
 	if res.ProcessTypes == nil {
 		res.ProcessTypes = map[string]string{}

@@ -52,7 +52,8 @@ func testStaging(t *testing.T, e *env) {
 		RootFS: "preloaded:cflinuxfs4",
 		Setup:  &bbs.DownloadAction{From: testInternalURL + "/internal/v4/packages/" + p.GUID + "/download", To: "/home/vcap/app"},
 		Action: &bbs.RunAction{Path: "/tmp/lifecycle/builder", User: "vcap",
-			Args: []string{"--app-dir", "/home/vcap/app", "--output-droplet", "/tmp/droplet.tgz", "--result", "/tmp/result.json", "--command", "./run.sh"},
+			Args: []string{"--app-dir", "/home/vcap/app", "--output-droplet", "/tmp/droplet.tgz", "--result", "/tmp/result.json", "--command", "./run.sh",
+				"--buildpack-order", "go_buildpack,binary_buildpack"}, // none chosen: detect
 			Env: []bbs.EnvironmentVariable{{Name: "GREETING", Value: "hi"},
 				{Name: "GOCACHE", Value: st + "/staging/gocache"}, {Name: "GOMODCACHE", Value: st + "/staging/gomodcache"},
 				{Name: "GOPROXY", Value: "off"}, {Name: "GOFLAGS", Value: "-mod=mod"}, {Name: "CGO_ENABLED", Value: "0"},

@@ -37,6 +37,7 @@ var suite = []struct {
 	{"Buildpacks", testBuildpacks},
 	{"AppBuildpackChoice", testAppBuildpackChoice},
 	{"ApplyManifestBuildpacks", testApplyManifestBuildpacks},
+	{"StagingWithChosenBuildpacks", testStagingWithChosenBuildpacks},
 }
 
 func runSuite(t *testing.T, dsn func(*testing.T) string) {
