@@ -234,6 +234,11 @@ func TestVerbsAgainstRealCC(t *testing.T) {
 	if err == nil || errOut != "App 'nope' not found.\n" {
 		t.Errorf("app nope: %v %q", err, errOut)
 	}
+	// A buildpack the Cloud Controller does not have: FAILED with its reason.
+	out, errOut, err = h.run("push", "bad", "-p", "hello", "-b", "nonsense_buildpack", "-c", "./run.sh")
+	if err == nil || !strings.Contains(errOut, `Buildpack "nonsense_buildpack" for stack "cflinuxfs4" must be an existing admin buildpack or a valid git URI`) {
+		t.Errorf("push -b nonsense_buildpack: %v %q %q", err, out, errOut)
+	}
 	h.mustRun("delete", "hello", "-f", "-r")
 	out = h.mustRun("apps")
 	wantContains(t, "apps after delete", out, "No apps found")
