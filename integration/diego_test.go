@@ -16,64 +16,32 @@ import (
 
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
-	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
-// diego is a BBS, an auctioneer and cells, each its own minicf process,
-// talking mutual TLS with certificates from one foundation CA.
-type diego struct {
-	home   string
-	bbsURL string
-	ca     *identity.CA
-	client *bbs.Client
-	bbs    *harness.Proc
-	cells  map[string]*harness.Proc
-}
+// diego is a BBS, an auctioneer and cells, each its own minicf process.
+type diego struct{ *harness.Diego }
 
-func startDiego(t *testing.T, cells ...string) *diego {
+// cellTimers are the cells' timers, shortened.
+var cellTimers = []string{"--heartbeat-interval", "500ms", "--poll-interval", "2s", "--grace-period", "2s",
+	"--proxy-reload-wait", "0s", "--stop-instances"}
+
+// startDiego starts a diego with process-mode cells, each on its own host
+// port range.
+func startDiego(t testing.TB, cells ...string) *diego {
 	t.Helper()
-	home := t.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
-	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}
-	d.bbs = suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
-		"--converge-interval", "1s", "--cell-ttl", "3s")
-	d.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
-	suite.StartProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
-		WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
-	for i, id := range cells {
-		d.cells[id] = suite.StartProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
-			"--root", filepath.Join(home, "cells", id), "--port-range-start", strconv.Itoa(42000+i*500),
-			"--heartbeat-interval", "500ms", "--poll-interval", "2s", "--grace-period", "2s", "--proxy-reload-wait", "0s",
-			"--stop-instances")
-	}
-	ca, err := identity.LoadOrCreate(filepath.Join(home, "identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.ca = ca
-	cred, err := ca.IssueComponent("integration-test", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientTLS, _ := ca.ClientTLS(cred)
-	d.client = bbs.NewClient(d.bbsURL, clientTLS)
-	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		got, err := d.client.Cells(context.Background())
-		if err != nil {
-			return err
-		}
-		if len(got) != len(cells) {
-			return fmt.Errorf("%d of %d cells registered", len(got), len(cells))
-		}
-		return nil
-	})
-	return d
+	return &diego{suite.StartDiego(t, harness.DiegoSpec{
+		Cells:   cells,
+		BBSArgs: []string{"--converge-interval", "1s", "--cell-ttl", "3s"},
+		CellArgs: func(i int, _ string) []string {
+			return append([]string{"--port-range-start", strconv.Itoa(42000 + i*500)}, cellTimers...)
+		},
+	})}
 }
 
 func (d *diego) actuals(t *testing.T, guid string) []*bbs.ActualLRP {
 	t.Helper()
-	list, err := d.client.ActualLRPs(context.Background(), bbs.ActualLRPsRequest{ProcessGUID: guid})
+	list, err := d.Client.ActualLRPs(context.Background(), bbs.ActualLRPsRequest{ProcessGUID: guid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +77,7 @@ func (d *diego) viaSidecar(a *bbs.ActualLRP, path string) (string, *tls.Connecti
 		return "", nil, fmt.Errorf("instance %s has no TLS proxy port: %+v", a.InstanceGUID, a.Ports)
 	}
 	addr := net.JoinHostPort(a.Address, strconv.Itoa(int(a.Ports[0].HostTLSProxyPort)))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.ca.Pool(), ServerName: a.InstanceGUID}, DisableKeepAlives: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.CA.Pool(), ServerName: a.InstanceGUID}, DisableKeepAlives: true}
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	resp, err := c.Get("https://" + addr + path)
 	if err != nil {
@@ -120,18 +88,6 @@ func (d *diego) viaSidecar(a *bbs.ActualLRP, path string) (string, *tls.Connecti
 	return string(b), resp.TLS, err
 }
 
-func diegoApp(guid string, instances int32) *bbs.DesiredLRP {
-	return &bbs.DesiredLRP{
-		ProcessGUID: guid, Domain: bbs.DomainCFApps, Instances: instances, Ports: []uint32{8080},
-		LogGUID: "app-" + guid, MemoryMB: 64, DiskMB: 64,
-		Setup:           &bbs.DownloadAction{From: suite.AppDir, To: "/home/vcap/app"},
-		Action:          &bbs.RunAction{Path: "/home/vcap/app/diegoapp", Dir: "/home/vcap/app"},
-		CheckDefinition: &bbs.CheckDefinition{Checks: []bbs.Check{{HTTPCheck: &bbs.HTTPCheck{Port: 8080, Path: "/"}}}},
-		Routes:          bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{guid + ".apps.localhost"}, Port: 8080}}),
-		StartTimeoutMs:  30000,
-	}
-}
-
 // TestDiego_LRPLifecycleAcrossTwoCells is issue 3's end-to-end case: desire
 // two instances, see them run on different cells behind their sidecars,
 // crash one and see it restarted, scale 3 and back to 1, remove the LRP and
@@ -140,7 +96,7 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 	d := startDiego(t, "cell-1", "cell-2")
 	ctx := context.Background()
 	desired := time.Now()
-	if err := d.client.DesireLRP(ctx, diegoApp("web", 2)); err != nil {
+	if err := d.Client.DesireLRP(ctx, suite.DiegoApp("web", 2)); err != nil {
 		t.Fatal(err)
 	}
 	running := d.waitRunning(t, "web", 2, 60*time.Second)
@@ -191,7 +147,7 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 
 	// Scale to 3 and back to 1.
 	three, one := int32(3), int32(1)
-	if err := d.client.UpdateDesiredLRP(ctx, "web", &bbs.DesiredLRPUpdate{Instances: &three}); err != nil {
+	if err := d.Client.UpdateDesiredLRP(ctx, "web", &bbs.DesiredLRPUpdate{Instances: &three}); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range d.waitRunning(t, "web", 3, 60*time.Second) {
@@ -202,14 +158,14 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 			t.Fatalf("instance %d after scaling up: %v", a.Index, err)
 		}
 	}
-	if err := d.client.UpdateDesiredLRP(ctx, "web", &bbs.DesiredLRPUpdate{Instances: &one}); err != nil {
+	if err := d.Client.UpdateDesiredLRP(ctx, "web", &bbs.DesiredLRPUpdate{Instances: &one}); err != nil {
 		t.Fatal(err)
 	}
 	if left := d.waitRunning(t, "web", 1, 60*time.Second); left[0].Index != 0 {
 		t.Fatalf("scaling down kept index %d", left[0].Index)
 	}
 
-	if err := d.client.RemoveDesiredLRP(ctx, "web"); err != nil {
+	if err := d.Client.RemoveDesiredLRP(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -220,8 +176,8 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 	})
 	// Nothing left behind: no container directory, no listening port, no process.
 	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		for id := range d.cells {
-			entries, _ := os.ReadDir(filepath.Join(d.home, "cells", id, "containers"))
+		for id := range d.Cells {
+			entries, _ := os.ReadDir(filepath.Join(d.Home, "cells", id, "containers"))
 			if len(entries) > 0 {
 				return fmt.Errorf("%s still has %d container directories", id, len(entries))
 			}
@@ -232,33 +188,9 @@ func TestDiego_LRPLifecycleAcrossTwoCells(t *testing.T) {
 				return fmt.Errorf("%s still accepts connections", addr)
 			}
 		}
-		if pids := processesUnder(d.home); len(pids) > 0 {
+		if pids := harness.ProcessesUnder(d.Home); len(pids) > 0 {
 			return fmt.Errorf("processes still running from the cells: %v", pids)
 		}
 		return nil
 	})
-}
-
-// processesUnder lists pids whose command line mentions dir's cells, or
-// whose working directory is inside them (the containers' apps and
-// sidecars run from there).
-func processesUnder(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		inCells := strings.HasPrefix(cwd, filepath.Join(dir, "cells")+"/")
-		if inCells || strings.Contains(string(cmd), filepath.Join(dir, "cells")) && !strings.Contains(string(cmd), "--root") {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -175,7 +175,7 @@ func runE2E(t *testing.T, f *foundationProc) {
 				return fmt.Errorf("cell-%d still has %d containers", i, len(entries))
 			}
 		}
-		if pids := processesUnder(f.home); len(pids) > 0 {
+		if pids := harness.ProcessesUnder(f.home); len(pids) > 0 {
 			return fmt.Errorf("processes still running from the foundation: %v", pids)
 		}
 		return nil
@@ -187,7 +187,7 @@ func TestE2E_PushAndCurlInProcessMode(t *testing.T) {
 }
 
 func TestE2E_PushAndCurlInNamespaceMode(t *testing.T) {
-	requireNetns(t)
+	harness.RequireNetns(t)
 	nw := claimNetns(t)
 	f := startFoundation(t, "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String())
 	runE2E(t, f)
@@ -217,7 +217,7 @@ func TestDemo_PushesAndCurlsBothInstances(t *testing.T) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
 	}
-	if pids := processesUnder(home); len(pids) > 0 {
+	if pids := harness.ProcessesUnder(home); len(pids) > 0 {
 		t.Fatalf("processes left by the demo: %v", pids)
 	}
 }

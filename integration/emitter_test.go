@@ -19,7 +19,6 @@ import (
 
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
-	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/testutil"
 )
 
@@ -44,13 +43,9 @@ func startEmitterWorld(t *testing.T) *emitterWorld {
 	port := harness.FreePort(t)
 	suite.StartNATS(t, port)
 	w := &emitterWorld{d: d, natsURL: "nats://nats:nats@127.0.0.1:" + port}
-	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: foundationCAFile(d.home)})
+	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: d.CACertFile()})
 	w.emitter = startRouteEmitter(t, d, w.natsURL)
 	return w
-}
-
-func foundationCAFile(home string) string {
-	return filepath.Join(home, "identity", identity.CACertFile)
 }
 
 // requireRouteEmitterVerb fails with the fix when the binary has no
@@ -67,7 +62,7 @@ func requireRouteEmitterVerb(t testing.TB) {
 // sync is done and published.
 func startRouteEmitter(t testing.TB, d *diego, natsURL string, extra ...string) *harness.Proc {
 	t.Helper()
-	args := append([]string{"route-emitter", "--bbs", d.bbsURL, "--nats", natsURL, "--home", d.home,
+	args := append([]string{"route-emitter", "--bbs", d.BBSURL, "--nats", natsURL, "--home", d.Home,
 		"--log-level", "debug", "--metrics", "127.0.0.1:0"}, extra...)
 	p := suite.StartProc(t, "route-emitter", args...)
 	p.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
@@ -114,7 +109,7 @@ func updateRoutes(t *testing.T, d *diego, guid string, hosts ...string) {
 		rs = append(rs, bbs.CFRoute{Hostnames: []string{h}, Port: 8080})
 	}
 	routes := bbs.Routes{}.SetCFRoutes(rs)
-	if err := d.client.UpdateDesiredLRP(context.Background(), guid, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
+	if err := d.Client.UpdateDesiredLRP(context.Background(), guid, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -133,7 +128,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 
 	// 1. Desire two instances with one route; the first 200 through the
 	// router comes within a second of the answering instance's since.
-	if err := w.d.client.DesireLRP(ctx, diegoApp(guid, 2)); err != nil {
+	if err := w.d.Client.DesireLRP(ctx, suite.DiegoApp(guid, 2)); err != nil {
 		t.Fatal(err)
 	}
 	var first harness.Response
@@ -307,7 +302,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 		}
 	}
 	one := int32(1)
-	if err := w.d.client.UpdateDesiredLRP(ctx, guid, &bbs.DesiredLRPUpdate{Instances: &one}); err != nil {
+	if err := w.d.Client.UpdateDesiredLRP(ctx, guid, &bbs.DesiredLRPUpdate{Instances: &one}); err != nil {
 		t.Fatal(err)
 	}
 	checkWithin(t, time.Now(), propagationBudget, "scaled-down instance out of /routes", func() error {
@@ -320,7 +315,7 @@ func TestEmitter_RoutePropagation(t *testing.T) {
 	})
 
 	// 5. Remove the LRP: both routes answer 404 unknown_route.
-	if err := w.d.client.RemoveDesiredLRP(ctx, guid); err != nil {
+	if err := w.d.Client.RemoveDesiredLRP(ctx, guid); err != nil {
 		t.Fatal(err)
 	}
 	checkWithin(t, time.Now(), propagationBudget, "removed LRP's routes unknown", func() error {
@@ -424,7 +419,7 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 	port := harness.FreePort(b)
 	suite.StartNATS(b, port)
 	natsURL := "nats://nats:nats@127.0.0.1:" + port
-	r := suite.StartRouter(b, harness.RouterSpec{NATSURL: natsURL, BackendCA: foundationCAFile(d.home),
+	r := suite.StartRouter(b, harness.RouterSpec{NATSURL: natsURL, BackendCA: d.CACertFile(),
 		Config: map[string]any{"logging": map[string]any{"level": "warn"}}})
 	em := startRouteEmitter(b, d, natsURL, "--log-level", "info")
 	rec := harness.RecordBus(b, r.Bus)
@@ -439,7 +434,7 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 	for i := 0; i < n; i++ {
 		guid := fmt.Sprintf("bench-%d", i)
 		host := guid + ".apps.localhost"
-		if err := d.client.DesireLRP(ctx, diegoApp(guid, 1)); err != nil {
+		if err := d.Client.DesireLRP(ctx, suite.DiegoApp(guid, 1)); err != nil {
 			b.Fatal(err)
 		}
 		var okAt time.Time
@@ -455,7 +450,7 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 			}
 			time.Sleep(500 * time.Microsecond)
 		}
-		list, err := d.client.ActualLRPs(ctx, bbs.ActualLRPsRequest{ProcessGUID: guid})
+		list, err := d.Client.ActualLRPs(ctx, bbs.ActualLRPsRequest{ProcessGUID: guid})
 		if err != nil || len(list) != 1 || list[0].State != bbs.StateRunning {
 			b.Fatalf("actuals of %s: %+v %v", guid, list, err)
 		}
@@ -464,14 +459,14 @@ func BenchmarkRunningToRoutable(b *testing.B) {
 		if at, ok := rec.FirstRegister(host); ok {
 			toBus = append(toBus, at.Sub(since))
 		}
-		if err := d.client.RemoveDesiredLRP(ctx, guid); err != nil {
+		if err := d.Client.RemoveDesiredLRP(ctx, guid); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	// Let the cell finish stopping the instances before the teardown.
 	testutil.CheckFor(b, 60*time.Second, 50*time.Millisecond, func() error {
-		list, err := d.client.ActualLRPs(ctx, bbs.ActualLRPsRequest{})
+		list, err := d.Client.ActualLRPs(ctx, bbs.ActualLRPsRequest{})
 		if err != nil {
 			return err
 		}
@@ -558,39 +553,15 @@ func useNonRaceBinary(b *testing.B) {
 }
 
 // startDiegoTB is startDiego for benchmarks: a BBS, an auctioneer and one
-// cell.
+// cell, with the BBS's and the rep's own timers.
 func startDiegoTB(tb testing.TB) *diego {
 	tb.Helper()
-	home := tb.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(tb), "127.0.0.1:"+harness.FreePort(tb)
-	d := &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}
-	d.bbs = suite.StartProc(tb, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr)
-	d.bbs.WaitForMsg(tb, "bbs-listening", 1, 20*time.Second)
-	suite.StartProc(tb, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL).
-		WaitForMsg(tb, "auctioneer-started", 1, 20*time.Second)
-	d.cells["cell-1"] = suite.StartProc(tb, "cell-1", "cell", "--id", "cell-1", "--home", home, "--listen", "127.0.0.1:0",
-		"--bbs", d.bbsURL, "--root", filepath.Join(home, "cells", "cell-1"), "--port-range-start", "45000",
-		"--heartbeat-interval", "500ms", "--grace-period", "2s", "--proxy-reload-wait", "0s", "--stop-instances")
-	ca, err := identity.LoadOrCreate(filepath.Join(home, "identity"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d.ca = ca
-	cred, err := ca.IssueComponent("integration-bench", nil, time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	clientTLS, _ := ca.ClientTLS(cred)
-	d.client = bbs.NewClient(d.bbsURL, clientTLS)
-	testutil.CheckFor(tb, 30*time.Second, 50*time.Millisecond, func() error {
-		cells, err := d.client.Cells(context.Background())
-		if err != nil {
-			return err
-		}
-		if len(cells) != 1 {
-			return fmt.Errorf("%d cells registered", len(cells))
-		}
-		return nil
-	})
-	return d
+	return &diego{suite.StartDiego(tb, harness.DiegoSpec{
+		Cells:    []string{"cell-1"},
+		Identity: "integration-bench",
+		CellArgs: func(int, string) []string {
+			return []string{"--port-range-start", "45000", "--heartbeat-interval", "500ms", "--grace-period", "2s",
+				"--proxy-reload-wait", "0s", "--stop-instances"}
+		},
+	})}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -20,7 +19,6 @@ import (
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/garden"
-	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/netin"
 	"github.com/minicf/minicf/internal/testutil"
 )
@@ -34,93 +32,27 @@ import (
 // resolver, nor minicf's default 10.244), and a cleanup that runs Down for
 // the prefix and fails the test if anything of it is left.
 
-func requireNetns(t *testing.T) {
-	t.Helper()
-	if why := garden.Preflight(); why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and %s: the namespace-mode tests must run in CI", why)
-		}
-		t.Skip(why)
-	}
-}
-
-// claimNetns claims a foundation (the bridge) for the test. Its cleanup,
-// registered first, runs after every process of the test has stopped.
+// claimNetns claims a foundation (the bridge) for the test, or skips it
+// without namespace mode (fails it in CI). Its cleanup, registered first,
+// runs after every process of the test has stopped.
 func claimNetns(t *testing.T) *garden.Network {
 	t.Helper()
-	requireNetns(t)
-	prefix := fmt.Sprintf("mci%04x", rand.IntN(1<<16))
-	var ranges []string
-	for _, i := range rand.Perm(15) {
-		if 240+i != 244 {
-			ranges = append(ranges, fmt.Sprintf("10.%d.0.0/16", 240+i))
-		}
-	}
-	nw, err := garden.ClaimFoundation(context.Background(), prefix, ranges)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		report, err := garden.Down(context.Background(), prefix)
-		if err != nil {
-			t.Errorf("Down(%s): %v", prefix, err)
-		}
-		if left := garden.Leftovers(prefix); len(left) > 0 {
-			t.Errorf("left behind by the test: %v (Down: %s)", left, report)
-		}
-	})
-	t.Logf("foundation %s on %s", prefix, nw.Range)
-	return nw
-}
-
-// netnsDiego is a diego whose auctioneer the test can kill too.
-type netnsDiego struct {
-	*diego
-	auctioneer *harness.Proc
+	harness.RequireNetns(t)
+	return harness.ClaimNetns(t, "mci")
 }
 
 // startNetnsDiego is startDiego with namespace-mode cells: cell-N is
 // number N on nw.
-func startNetnsDiego(t *testing.T, nw *garden.Network, routeIntegrity bool, cells ...string) *netnsDiego {
+func startNetnsDiego(t *testing.T, nw *garden.Network, routeIntegrity bool, cells ...string) *diego {
 	t.Helper()
-	home := t.TempDir()
-	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
-	d := &netnsDiego{diego: &diego{home: home, bbsURL: "https://" + bbsAddr, cells: map[string]*harness.Proc{}}}
-	d.bbs = suite.StartProc(t, "bbs", "bbs", "--home", home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
-		"--converge-interval", "1s", "--cell-ttl", "3s")
-	d.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
-	d.auctioneer = suite.StartProc(t, "auctioneer", "auctioneer", "--home", home, "--listen", aucAddr, "--bbs", d.bbsURL)
-	d.auctioneer.WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
-	for i, id := range cells {
-		d.cells[id] = suite.StartProc(t, id, "cell", "--id", id, "--home", home, "--listen", "127.0.0.1:0", "--bbs", d.bbsURL,
-			"--root", filepath.Join(home, "cells", id),
-			"--mode", "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String(), "--index", strconv.Itoa(i+1),
-			"--route-integrity="+strconv.FormatBool(routeIntegrity),
-			"--heartbeat-interval", "500ms", "--poll-interval", "2s", "--grace-period", "2s", "--proxy-reload-wait", "0s",
-			"--stop-instances")
-	}
-	ca, err := identity.LoadOrCreate(filepath.Join(home, "identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.ca = ca
-	cred, err := ca.IssueComponent("integration-test", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientTLS, _ := ca.ClientTLS(cred)
-	d.client = bbs.NewClient(d.bbsURL, clientTLS)
-	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		got, err := d.client.Cells(context.Background())
-		if err != nil {
-			return err
-		}
-		if len(got) != len(cells) {
-			return fmt.Errorf("%d of %d cells registered", len(got), len(cells))
-		}
-		return nil
-	})
-	return d
+	return &diego{suite.StartDiego(t, harness.DiegoSpec{
+		Cells:   cells,
+		BBSArgs: []string{"--converge-interval", "1s", "--cell-ttl", "3s"},
+		CellArgs: func(i int, _ string) []string {
+			return append([]string{"--mode", "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String(),
+				"--index", strconv.Itoa(i + 1), "--route-integrity=" + strconv.FormatBool(routeIntegrity)}, cellTimers...)
+		},
+	})}
 }
 
 // cellNumber is cell-N's N.
@@ -161,9 +93,9 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 	nw := claimNetns(t)
 	d := startNetnsDiego(t, nw, true, "cell-1", "cell-2")
 	ctx := context.Background()
-	lrp := diegoApp("netns-web", 2)
+	lrp := suite.DiegoApp("netns-web", 2)
 	lrp.MemoryMB = 256
-	if err := d.client.DesireLRP(ctx, lrp); err != nil {
+	if err := d.Client.DesireLRP(ctx, lrp); err != nil {
 		t.Fatal(err)
 	}
 	running := d.waitRunning(t, "netns-web", 2, 60*time.Second)
@@ -212,7 +144,7 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 		refuses(t, net.JoinHostPort(cellIP, "61001"))
 	}
 
-	if err := d.client.RemoveDesiredLRP(ctx, "netns-web"); err != nil {
+	if err := d.Client.RemoveDesiredLRP(ctx, "netns-web"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -230,12 +162,12 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 			if left := nw.ContainerNetns(n); len(left) > 0 {
 				return fmt.Errorf("container namespaces left: %v", left)
 			}
-			entries, _ := os.ReadDir(filepath.Join(d.home, "cells", id, "containers"))
+			entries, _ := os.ReadDir(filepath.Join(d.Home, "cells", id, "containers"))
 			if len(entries) > 0 {
 				return fmt.Errorf("%s still has %d container directories", id, len(entries))
 			}
 		}
-		if pids := processesUnder(d.home); len(pids) > 0 {
+		if pids := harness.ProcessesUnder(d.Home); len(pids) > 0 {
 			return fmt.Errorf("processes still running from the cells: %v", pids)
 		}
 		return nil
@@ -243,8 +175,8 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 	// `minicf cell --stop-instances` takes its cell down on exit, and the
 	// last cell the bridge.
 	for _, id := range []string{"cell-1", "cell-2"} {
-		d.cells[id].Stop()
-		if code := d.cells[id].ExitCode(); code != 0 {
+		d.Cells[id].Stop()
+		if code := d.Cells[id].ExitCode(); code != 0 {
 			t.Errorf("%s exited with %d", id, code)
 		}
 	}
@@ -258,7 +190,7 @@ func TestNetns_TwoCellsDNATToTheSidecar(t *testing.T) {
 func TestNetns_RouteIntegrityOff(t *testing.T) {
 	nw := claimNetns(t)
 	d := startNetnsDiego(t, nw, false, "cell-1")
-	if err := d.client.DesireLRP(context.Background(), diegoApp("netns-plain", 1)); err != nil {
+	if err := d.Client.DesireLRP(context.Background(), suite.DiegoApp("netns-plain", 1)); err != nil {
 		t.Fatal(err)
 	}
 	a := d.waitRunning(t, "netns-plain", 1, 60*time.Second)[0]
@@ -283,7 +215,7 @@ func TestNetns_RouteIntegrityOff(t *testing.T) {
 	if !strings.Contains(string(body), "instance "+a.InstanceGUID) {
 		t.Fatalf("answer %q", body)
 	}
-	if n := d.cells["cell-1"].CountMsg("process-started"); n != 1 {
+	if n := d.Cells["cell-1"].CountMsg("process-started"); n != 1 {
 		t.Fatalf("%d processes started, want the app alone (no sidecar)", n)
 	}
 	refuses(t, net.JoinHostPort(cellIP, "61001"))
@@ -296,15 +228,15 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 	nw := claimNetns(t)
 	d := startNetnsDiego(t, nw, true, "cell-1", "cell-2")
 	ctx := context.Background()
-	lrp := diegoApp("netns-crash", 2)
+	lrp := suite.DiegoApp("netns-crash", 2)
 	lrp.MemoryMB = 256
-	if err := d.client.DesireLRP(ctx, lrp); err != nil {
+	if err := d.Client.DesireLRP(ctx, lrp); err != nil {
 		t.Fatal(err)
 	}
 	d.waitRunning(t, "netns-crash", 2, 60*time.Second)
 	// Halfway: a third instance is being placed and created.
 	three := int32(3)
-	if err := d.client.UpdateDesiredLRP(ctx, "netns-crash", &bbs.DesiredLRPUpdate{Instances: &three}); err != nil {
+	if err := d.Client.UpdateDesiredLRP(ctx, "netns-crash", &bbs.DesiredLRPUpdate{Instances: &three}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.CheckFor(t, 20*time.Second, 5*time.Millisecond, func() error {
@@ -313,10 +245,10 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 		}
 		return nil
 	})
-	for _, p := range []*harness.Proc{d.cells["cell-1"], d.cells["cell-2"], d.bbs, d.auctioneer} {
+	for _, p := range []*harness.Proc{d.Cells["cell-1"], d.Cells["cell-2"], d.BBS, d.Auctioneer} {
 		p.Kill(t)
 	}
-	apps := processesUnder(d.home)
+	apps := harness.ProcessesUnder(d.Home)
 	if len(apps) == 0 || len(garden.Leftovers(nw.Prefix)) == 0 {
 		t.Fatalf("the crash left nothing to clean up (processes %v): the test is not testing", apps)
 	}
@@ -324,7 +256,7 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 
 	down := func() string {
 		t.Helper()
-		cmd := exec.Command(suite.Bin, "down", "--prefix", nw.Prefix, "--home", d.home)
+		cmd := exec.Command(suite.Bin, "down", "--prefix", nw.Prefix, "--home", d.Home)
 		cmd.Env = harness.ChildEnv()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -346,7 +278,7 @@ func TestNetns_DownAfterCrash(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"cell-1", "cell-2"} {
-		entries, _ := os.ReadDir(filepath.Join(d.home, "cells", id, "containers"))
+		entries, _ := os.ReadDir(filepath.Join(d.Home, "cells", id, "containers"))
 		if len(entries) > 0 {
 			t.Errorf("%s still has %d container directories", id, len(entries))
 		}

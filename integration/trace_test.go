@@ -32,7 +32,7 @@ func TestTrace_PushThenTraceInProcessMode(t *testing.T) {
 }
 
 func TestTrace_PushThenTraceInNamespaceMode(t *testing.T) {
-	requireNetns(t) // CI=true fails here rather than skip when not root
+	harness.RequireNetns(t) // CI=true fails here rather than skip when not root
 	requireTraceVerb(t)
 	nw := claimNetns(t)
 	f := startFoundation(t, "namespace", "--prefix", nw.Prefix, "--network-range", nw.Range.String())

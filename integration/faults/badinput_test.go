@@ -80,7 +80,7 @@ func TestFaults_BadInput(t *testing.T) {
 	// Stored state worth keeping: a DesiredLRP (and its UNCLAIMED instance)
 	// in the BBS, an app in the CC, a route in the router.
 	ctx := context.Background()
-	if err := bbsClient.DesireLRP(ctx, diegoApp("kept", 1)); err != nil {
+	if err := bbsClient.DesireLRP(ctx, suite.DiegoApp("kept", 1)); err != nil {
 		t.Fatal(err)
 	}
 	cc := &ccClient{t: t, base: "http://" + ccAddr, token: token}

@@ -25,7 +25,7 @@ import (
 func TestFaults_Diego(t *testing.T) {
 	t.Parallel()
 	w := startWorld(t)
-	t.Logf("world: %s mode, BBS %s, router %s, NATS %s", w.mode, w.bbsURL, w.router.Addr, w.natsURL)
+	t.Logf("world: %s mode, BBS %s, router %s, NATS %s", w.mode, w.BBSURL, w.router.Addr, w.natsURL)
 
 	t.Run("rolling restart and scale-down", func(t *testing.T) { rollingRestartAndScaleDown(t, w) })
 	t.Run("SIGKILL of one of two instances", func(t *testing.T) { sigkillInstance(t, w) })
@@ -275,11 +275,11 @@ func bbsRestart(t *testing.T, w *world) {
 	l := w.webLoad(t, "BBS killed and restarted")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
-	w.bbs.Kill(t)
+	w.BBS.Kill(t)
 	time.Sleep(time.Second)
 	l.waitProgress(t, 20, 5*time.Second)
-	w.bbs = w.bbs.Respawn(t)
-	w.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
+	w.BBS = w.BBS.Respawn(t)
+	w.BBS.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
 	t.Logf("BBS down %v", time.Since(killed).Round(time.Millisecond))
 	// Give a wrong convergence every chance to happen (the cells' TTL and
 	// two convergence rounds), watching for instances that are no longer
@@ -333,13 +333,13 @@ func bbsRestart(t *testing.T, w *world) {
 				old, lastAlive[old].Sub(goneAt[old]).Round(time.Millisecond))
 		}
 	}
-	if n := w.bbs.CountMsg("convergence-changed-lrps"); n > 0 {
-		t.Logf("the restarted BBS's convergence changed LRPs: %v", w.bbs.LinesWithMsg("convergence-changed-lrps"))
+	if n := w.BBS.CountMsg("convergence-changed-lrps"); n > 0 {
+		t.Logf("the restarted BBS's convergence changed LRPs: %v", w.BBS.LinesWithMsg("convergence-changed-lrps"))
 	}
 	// The emitter follows the new BBS: a new route reaches the router.
 	extra := "web-again.apps.localhost"
 	routes := bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{appHost(webApp), extra}, Port: 8080}})
-	if err := w.client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
+	if err := w.Client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
 		t.Fatal(err)
 	}
 	mapped := time.Now()
@@ -351,7 +351,7 @@ func bbsRestart(t *testing.T, w *world) {
 	})
 	t.Logf("a route mapped after the BBS restart reached the router in %v", time.Since(mapped).Round(time.Millisecond))
 	routes = bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{appHost(webApp)}, Port: 8080}})
-	if err := w.client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
+	if err := w.Client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Routes: &routes}); err != nil {
 		t.Fatal(err)
 	}
 	w.waitSteady(t, webApp, 2, 30*time.Second)
@@ -387,13 +387,13 @@ func repRestart(t *testing.T, w *world) {
 	l := w.webLoad(t, "rep killed and restarted at once")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed := time.Now()
-	w.cells[victim].Kill(t)
-	w.cells[victim] = w.cells[victim].Respawn(t)
-	w.cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
+	w.Cells[victim].Kill(t)
+	w.Cells[victim] = w.Cells[victim].Respawn(t)
+	w.Cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
 	t.Logf("%s's rep down %v (it ran %d instances)", victim, time.Since(killed).Round(time.Millisecond), len(onVictim))
-	if n := w.cells[victim].CountMsg("reconcile-adopted"); n != len(onVictim) {
+	if n := w.Cells[victim].CountMsg("reconcile-adopted"); n != len(onVictim) {
 		t.Errorf("the new rep adopted %d instances, want the %d that ran on %s: %v", n, len(onVictim), victim,
-			w.cells[victim].LinesWithMsg("reconcile-adopted"))
+			w.Cells[victim].LinesWithMsg("reconcile-adopted"))
 	}
 	// Two reconcile rounds and a convergence later, nothing has changed.
 	deadline := time.Now().Add(2*repPollInterval + convergeInterval)
@@ -420,7 +420,7 @@ func repRestart(t *testing.T, w *world) {
 	l = w.webLoad(t, "rep away longer than the cell TTL")
 	l.waitProgress(t, 20, 5*time.Second)
 	killed = time.Now()
-	w.cells[victim].Kill(t)
+	w.Cells[victim].Kill(t)
 	testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		for _, g := range []string{webApp, otherApp} {
 			list, err := w.actuals(g)
@@ -440,8 +440,8 @@ func repRestart(t *testing.T, w *world) {
 	})
 	replaced := time.Since(killed)
 	restarted := time.Now()
-	w.cells[victim] = w.cells[victim].Respawn(t)
-	w.cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
+	w.Cells[victim] = w.Cells[victim].Respawn(t)
+	w.Cells[victim].WaitForMsg(t, "rep-started", 1, 30*time.Second)
 	after, _ := snapshot()
 	var gone time.Duration
 	testutil.CheckFor(t, 2*repPollInterval+gracePeriod+5*time.Second, 50*time.Millisecond, func() error {
@@ -455,7 +455,7 @@ func repRestart(t *testing.T, w *world) {
 	})
 	t.Logf("%s's rep away: its %d instances replaced on the other cell after %v; the restarted rep removed the old ones %v after its start",
 		victim, len(onVictim), replaced.Round(time.Millisecond), gone.Round(time.Millisecond))
-	if n := w.cells[victim].CountMsg("reconcile-adopted"); n != 0 {
+	if n := w.Cells[victim].CountMsg("reconcile-adopted"); n != 0 {
 		t.Errorf("the restarted rep adopted %d instances the BBS had already replaced", n)
 	}
 	w.checkNoDuplicates(t, after, onVictim)
@@ -483,8 +483,8 @@ func (w *world) checkNoDuplicates(t testing.TB, running map[string][]string, rep
 		}
 	}
 	var containers []string
-	for id := range w.cells {
-		entries, _ := os.ReadDir(filepath.Join(w.home, "cells", id, "containers"))
+	for id := range w.Cells {
+		entries, _ := os.ReadDir(filepath.Join(w.Home, "cells", id, "containers"))
 		for _, e := range entries {
 			containers = append(containers, e.Name())
 		}
@@ -503,7 +503,7 @@ func (w *world) checkNoDuplicates(t testing.TB, running map[string][]string, rep
 // to the lost cell.
 func cellLost(t *testing.T, w *world) {
 	if w.mode != garden.ModeNamespace {
-		requireNamespaces(t)
+		harness.RequireNetns(t)
 	}
 	web := w.spread(t)
 	victim := web[0].CellID
@@ -519,7 +519,7 @@ func cellLost(t *testing.T, w *world) {
 	if out, err := exec.Command("ip", "netns", "delete", w.nw.CellNS(n)).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns delete %s: %v\n%s", w.nw.CellNS(n), err, out)
 	}
-	w.cells[victim].Kill(t)
+	w.Cells[victim].Kill(t)
 	// Both are watched together: when the instances run again elsewhere,
 	// and when the router no longer has an endpoint on the lost cell.
 	var replacedAt, routerCleanAt time.Time
@@ -529,7 +529,7 @@ func cellLost(t *testing.T, w *world) {
 			if err != nil {
 				return err
 			}
-			d, _ := w.client.DesiredLRPByProcessGUID(context.Background(), g)
+			d, _ := w.Client.DesiredLRPByProcessGUID(context.Background(), g)
 			running := 0
 			for _, a := range list {
 				if a.CellID == victim {

@@ -2,12 +2,9 @@ package faults
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -21,7 +18,6 @@ import (
 	"github.com/minicf/minicf/integration/harness"
 	"github.com/minicf/minicf/internal/bbs"
 	"github.com/minicf/minicf/internal/garden"
-	"github.com/minicf/minicf/internal/identity"
 	"github.com/minicf/minicf/internal/rep"
 	"github.com/minicf/minicf/internal/testutil"
 )
@@ -51,77 +47,28 @@ func appHost(guid string) string { return guid + ".apps.localhost" }
 // otherwise), NATS, a router and a global route emitter. Any part can be
 // killed and started again alone.
 type world struct {
-	t         *testing.T
-	mode      string
-	nw        *garden.Network // namespace mode
-	home      string
-	bbsURL    string
-	natsPort  string
-	natsURL   string // with credentials, as components take it
-	bbs       *harness.Proc
-	auc       *harness.Proc
-	nats      *harness.Proc
-	emitter   *harness.Proc
-	cells     map[string]*harness.Proc
-	router    *harness.Router
-	client    *bbs.Client
-	ca        *identity.CA
-	clientTLS *tls.Config
-	guids     *guidTracker
-}
-
-// requireNamespaces is for the cases where namespace mode is the point:
-// they skip without root (and ip, iptables) outside CI and fail in CI.
-func requireNamespaces(t *testing.T) {
-	t.Helper()
-	if why := garden.Preflight(); why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and %s: this case needs namespace mode and must run in CI", why)
-		}
-		t.Skip("needs namespace mode (root, Linux, ip and iptables): " + why)
-	}
-}
-
-// claimNetns claims a foundation network of its own for the test: a random
-// prefix on a free /16 in 10.240-10.254 (never 10.244, minicf's default,
-// nor 10.255, where this kind of host keeps its resolver). Its cleanup,
-// registered first, runs after every process of the test has stopped and
-// fails the test if anything of the prefix is left.
-func claimNetns(t *testing.T) *garden.Network {
-	t.Helper()
-	prefix := fmt.Sprintf("mcf%04x", rand.IntN(1<<16))
-	var ranges []string
-	for _, i := range rand.Perm(15) {
-		if 240+i != 244 {
-			ranges = append(ranges, fmt.Sprintf("10.%d.0.0/16", 240+i))
-		}
-	}
-	nw, err := garden.ClaimFoundation(context.Background(), prefix, ranges)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		report, err := garden.Down(context.Background(), prefix)
-		if err != nil {
-			t.Errorf("Down(%s): %v", prefix, err)
-		}
-		if left := garden.Leftovers(prefix); len(left) > 0 {
-			t.Errorf("left behind by the test: %v (Down: %s)", left, report)
-		}
-	})
-	t.Logf("foundation network %s on %s", prefix, nw.Range)
-	return nw
+	*harness.Diego
+	t        *testing.T
+	mode     string
+	nw       *garden.Network // namespace mode
+	natsPort string
+	natsURL  string // with credentials, as components take it
+	nats     *harness.Proc
+	emitter  *harness.Proc
+	router   *harness.Router
+	guids    *guidTracker
 }
 
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, home: t.TempDir(), cells: map[string]*harness.Proc{}, mode: garden.ModeProcess}
+	w := &world{t: t, mode: garden.ModeProcess}
+	home := t.TempDir()
 	// Registered first, so it runs last: after every process of the world
 	// has stopped (and, in namespace mode, after Down), nothing of its
 	// containers may run. A case that failed half-way may leave some; they
 	// are killed either way.
 	t.Cleanup(func() {
-		if left := processesUnder(w.home); len(left) > 0 {
+		if left := harness.ProcessesUnder(home); len(left) > 0 {
 			for _, pid := range left {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -132,64 +79,34 @@ func startWorld(t *testing.T) *world {
 	})
 	if garden.Preflight() == "" {
 		w.mode = garden.ModeNamespace
-		w.nw = claimNetns(t)
+		w.nw = harness.ClaimNetns(t, "mcf")
 	} else {
 		t.Logf("process mode: %s", garden.Preflight())
 	}
-	bbsAddr, aucAddr := "127.0.0.1:"+harness.FreePort(t), "127.0.0.1:"+harness.FreePort(t)
-	w.bbsURL = "https://" + bbsAddr
-	w.bbs = suite.StartProc(t, "bbs", "bbs", "--home", w.home, "--listen", bbsAddr, "--auctioneer", "https://"+aucAddr,
-		"--converge-interval", convergeInterval.String(), "--cell-ttl", cellTTL.String())
-	w.bbs.WaitForMsg(t, "bbs-listening", 1, 20*time.Second)
-	w.auc = suite.StartProc(t, "auctioneer", "auctioneer", "--home", w.home, "--listen", aucAddr, "--bbs", w.bbsURL)
-	w.auc.WaitForMsg(t, "auctioneer-started", 1, 20*time.Second)
-	for i := 1; i <= 2; i++ {
-		id := "cell-" + strconv.Itoa(i)
-		args := []string{"cell", "--id", id, "--home", w.home, "--listen", "127.0.0.1:0", "--bbs", w.bbsURL,
-			"--root", filepath.Join(w.home, "cells", id),
-			"--heartbeat-interval", cellHeartbeat.String(), "--poll-interval", repPollInterval.String(),
-			"--grace-period", gracePeriod.String(), "--proxy-reload-wait", proxyReloadWait.String(), "--stop-instances"}
-		if w.mode == garden.ModeNamespace {
-			args = append(args, "--mode", "namespace", "--prefix", w.nw.Prefix, "--network-range", w.nw.Range.String(),
-				"--index", strconv.Itoa(i))
-		} else {
-			args = append(args, "--port-range-start", strconv.Itoa(47000+i*500))
-		}
-		w.cells[id] = suite.StartProc(t, id, args...)
-	}
-	ca, err := identity.LoadOrCreate(filepath.Join(w.home, "identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.ca = ca
-	cred, err := ca.IssueComponent("faults-test", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w.clientTLS, err = ca.ClientTLS(cred); err != nil {
-		t.Fatal(err)
-	}
-	w.client = bbs.NewClient(w.bbsURL, w.clientTLS)
-	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		got, err := w.client.Cells(context.Background())
-		if err != nil {
-			return err
-		}
-		if len(got) != 2 {
-			return fmt.Errorf("%d of 2 cells registered", len(got))
-		}
-		return nil
+	w.Diego = suite.StartDiego(t, harness.DiegoSpec{
+		Home:    home,
+		Cells:   []string{"cell-1", "cell-2"},
+		BBSArgs: []string{"--converge-interval", convergeInterval.String(), "--cell-ttl", cellTTL.String()},
+		CellArgs: func(i int, _ string) []string {
+			args := []string{"--heartbeat-interval", cellHeartbeat.String(), "--poll-interval", repPollInterval.String(),
+				"--grace-period", gracePeriod.String(), "--proxy-reload-wait", proxyReloadWait.String(), "--stop-instances"}
+			if w.mode == garden.ModeNamespace {
+				return append(args, "--mode", "namespace", "--prefix", w.nw.Prefix, "--network-range", w.nw.Range.String(),
+					"--index", strconv.Itoa(i+1))
+			}
+			return append(args, "--port-range-start", strconv.Itoa(47000+(i+1)*500))
+		},
 	})
 	w.natsPort = harness.FreePort(t)
 	w.nats = suite.StartNATS(t, w.natsPort)
 	w.natsURL = "nats://nats:nats@127.0.0.1:" + w.natsPort
-	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: filepath.Join(w.home, "identity", identity.CACertFile)})
+	w.router = suite.StartRouter(t, harness.RouterSpec{NATSURL: w.natsURL, BackendCA: w.CACertFile()})
 	w.emitter = w.startEmitter(t)
-	w.guids = trackGuids(t, w.client)
+	w.guids = trackGuids(t, w.Client)
 
 	ctx := context.Background()
 	for guid, n := range map[string]int32{webApp: 2, otherApp: 1} {
-		if err := w.client.DesireLRP(ctx, diegoApp(guid, n)); err != nil {
+		if err := w.Client.DesireLRP(ctx, suite.DiegoApp(guid, n)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,29 +118,17 @@ func startWorld(t *testing.T) *world {
 
 func (w *world) startEmitter(t testing.TB) *harness.Proc {
 	t.Helper()
-	p := suite.StartProc(t, "route-emitter", "route-emitter", "--bbs", w.bbsURL, "--nats", w.natsURL, "--home", w.home,
+	p := suite.StartProc(t, "route-emitter", "route-emitter", "--bbs", w.BBSURL, "--nats", w.natsURL, "--home", w.Home,
 		"--log-level", "debug", "--sync-interval", emitterSyncPeriod.String())
 	p.WaitForMsg(t, "route-emitter-started", 1, 30*time.Second)
 	return p
-}
-
-func diegoApp(guid string, instances int32) *bbs.DesiredLRP {
-	return &bbs.DesiredLRP{
-		ProcessGUID: guid, Domain: bbs.DomainCFApps, Instances: instances, Ports: []uint32{8080},
-		LogGUID: "app-" + guid, MemoryMB: 64, DiskMB: 64,
-		Setup:           &bbs.DownloadAction{From: suite.AppDir, To: "/home/vcap/app"},
-		Action:          &bbs.RunAction{Path: "/home/vcap/app/diegoapp", Dir: "/home/vcap/app"},
-		CheckDefinition: &bbs.CheckDefinition{Checks: []bbs.Check{{HTTPCheck: &bbs.HTTPCheck{Port: 8080, Path: "/"}}}},
-		Routes:          bbs.Routes{}.SetCFRoutes([]bbs.CFRoute{{Hostnames: []string{appHost(guid)}, Port: 8080}}),
-		StartTimeoutMs:  30000,
-	}
 }
 
 // actuals lists guid's ActualLRPs (nil and the error while the BBS is down).
 func (w *world) actuals(guid string) ([]*bbs.ActualLRP, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return w.client.ActualLRPs(ctx, bbs.ActualLRPsRequest{ProcessGUID: guid})
+	return w.Client.ActualLRPs(ctx, bbs.ActualLRPsRequest{ProcessGUID: guid})
 }
 
 func (w *world) mustActuals(t testing.TB, guid string) []*bbs.ActualLRP {
@@ -283,13 +188,13 @@ func (w *world) waitSteady(t testing.TB, guid string, n int, within time.Duratio
 // two instances, other with one, every route in the router.
 func (w *world) baseline(t *testing.T) (web []*bbs.ActualLRP) {
 	t.Helper()
-	d, err := w.client.DesiredLRPByProcessGUID(context.Background(), webApp)
+	d, err := w.Client.DesiredLRPByProcessGUID(context.Background(), webApp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Instances != 2 {
 		two := int32(2)
-		if err := w.client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Instances: &two}); err != nil {
+		if err := w.Client.UpdateDesiredLRP(context.Background(), webApp, &bbs.DesiredLRPUpdate{Instances: &two}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -382,7 +287,7 @@ func (g *guidTracker) owner(instanceGUID string) string {
 // cell is the presence of cell id.
 func (w *world) cell(t testing.TB, id string) *bbs.CellPresence {
 	t.Helper()
-	cells, err := w.client.Cells(context.Background())
+	cells, err := w.Client.Cells(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +308,7 @@ func (w *world) retire(t testing.TB, a *bbs.ActualLRP) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := rep.NewClient(w.clientTLS).StopLRPInstance(ctx, w.cell(t, a.CellID), a.ActualLRPKey, a.ActualLRPInstanceKey); err != nil {
+	if err := rep.NewClient(w.ClientTLS).StopLRPInstance(ctx, w.cell(t, a.CellID), a.ActualLRPKey, a.ActualLRPInstanceKey); err != nil {
 		t.Fatalf("stopping instance %d (%s) on %s: %v", a.Index, a.InstanceGUID, a.CellID, err)
 	}
 }
@@ -411,7 +316,7 @@ func (w *world) retire(t testing.TB, a *bbs.ActualLRP) {
 // scale sets guid's instances.
 func (w *world) scale(t testing.TB, guid string, n int32) {
 	t.Helper()
-	if err := w.client.UpdateDesiredLRP(context.Background(), guid, &bbs.DesiredLRPUpdate{Instances: &n}); err != nil {
+	if err := w.Client.UpdateDesiredLRP(context.Background(), guid, &bbs.DesiredLRPUpdate{Instances: &n}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -440,27 +345,6 @@ func instancePids(guid string) (app, envoy []int) {
 		}
 	}
 	return app, envoy
-}
-
-// processesUnder lists pids whose working directory is inside dir's cells
-// (the containers' apps and sidecars run from there) or whose command line
-// names a container there.
-func processesUnder(dir string) []int {
-	cells := filepath.Join(dir, "cells") + "/"
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.HasPrefix(cwd, cells) || strings.Contains(string(cmd), cells) && strings.Contains(string(cmd), "/containers/") {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 func sigkill(t testing.TB, what string, pids []int) {

@@ -4,11 +4,13 @@
 // (and their process groups killed by pid when they will not stop) when the
 // test ends, and whose logs are printed when the test failed. On top of
 // that: a router with the test's NATS client (Bus) and HTTP client, NATS
-// itself, and backends in the test process that routes can point at.
+// itself, backends in the test process that routes can point at, and
+// Diego (BBS, auctioneer, cells) with the test app, in process mode or on
+// a foundation network of the test's own (namespace mode, as root).
 //
 // The two suites differ only in patience, timers and names; a Suite holds
-// those.
-// Each suite declares one as a package variable and uses it from TestMain:
+// those. Each suite declares one as a package variable and uses it from
+// TestMain:
 //
 //	var suite = harness.Suite{Name: "faults", StopGrace: 10 * time.Second}
 //

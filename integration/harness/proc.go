@@ -171,7 +171,7 @@ func (p *Proc) WaitExit(d time.Duration) bool {
 
 // CountMsg counts JSON log lines whose "msg" is msg.
 func (p *Proc) CountMsg(msg string) int {
-	return CountLines(p.Logs(), `"msg":"`+msg+`"`)
+	return countLines(p.Logs(), `"msg":"`+msg+`"`)
 }
 
 // LinesWithMsg returns the JSON log lines whose "msg" is msg.
@@ -185,8 +185,8 @@ func (p *Proc) LinesWithMsg(msg string) []string {
 	return out
 }
 
-// CountLines counts the lines of logs that contain needle.
-func CountLines(logs, needle string) int {
+// countLines counts the lines of logs that contain needle.
+func countLines(logs, needle string) int {
 	n := 0
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, needle) {
