@@ -67,8 +67,8 @@ import (
 //     builder carries the buildpacks (the CC lists its names from there),
 //     so a name it does not know fails staging.
 //   - go_buildpack runs `go build` (with the env above: offline, modules
-//     from GOMODCACHE); the start command is the built binary unless
-//     --command is given. binary_buildpack compiles nothing; the start
+//     from GOMODCACHE); the start command is --command, else the
+//     Procfile's web: line, else the built binary. binary_buildpack compiles nothing; the start
 //     command is --command, else the `web:` line of the app's Procfile. No
 //     start command at all fails staging with a message saying so.
 //   - It writes the droplet to --output-droplet: a gzip'd tar whose root

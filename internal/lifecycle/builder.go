@@ -43,8 +43,9 @@
 //
 //   - go_buildpack: `go build -o DIR/NAME .` (NAME is the module path's
 //     last element, else "app"), with the environment the Task gives
-//     (GOCACHE, GOMODCACHE, GOPROXY=off, ...). Its start command is ./NAME
-//     unless --command is given. Without a go.mod it fails with
+//     (GOCACHE, GOMODCACHE, GOPROXY=off, ...). Its start command is
+//     --command, else the Procfile's web: line, else ./NAME (Cloud
+//     Foundry's ranking). Without a go.mod it fails with
 //     ErrNoGoModule.
 //   - binary_buildpack: no compilation, whatever files the app has (a
 //     go.mod included). The start command is --command, else the web: line
@@ -277,7 +278,12 @@ var buildpacks = []*buildpack{
 			if err := goBuild(ctx, s.cfg, s.appDir, name); err != nil {
 				return "", "", err
 			}
+			// As Cloud Foundry ranks start commands: the push's -c, then the
+			// Procfile's web: line, then what the buildpack built.
 			web := "./" + name
+			if s.procfile["web"] != "" {
+				web = s.procfile["web"]
+			}
 			if s.cfg.Command != "" {
 				web = s.cfg.Command
 			}

@@ -217,6 +217,24 @@ func TestBuilderGoAppWithCommandAndFailures(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 
+	// A Procfile's web: line outranks the built binary, and -c outranks both.
+	withProcfile := t.TempDir()
+	writeFiles(t, withProcfile, map[string]string{"go.mod": "module hello\n", "main.go": helloGo, "Procfile": "web: ./hello --from-procfile\n"})
+	b = build(t, withProcfile, "")
+	if b.err != nil {
+		t.Fatalf("%v\n%s", b.err, b.stderr)
+	}
+	if r := readResult(t, b.out); r.ProcessTypes["web"] != "./hello --from-procfile" || r.DetectedBuildpack != "go" {
+		t.Fatalf("Go app with a Procfile: result %+v", r)
+	}
+	b = build(t, withProcfile, "./hello --from-c")
+	if b.err != nil {
+		t.Fatalf("%v\n%s", b.err, b.stderr)
+	}
+	if r := readResult(t, b.out); r.ProcessTypes["web"] != "./hello --from-c" {
+		t.Fatalf("Go app with a Procfile and -c: result %+v", r)
+	}
+
 	// A compile error fails staging, with the compiler's output on stderr.
 	broken := t.TempDir()
 	writeFiles(t, broken, map[string]string{"go.mod": "module broken\n", "main.go": "package main\n\nfunc main() { undefinedThing() }\n"})
