@@ -105,8 +105,8 @@ type Service struct {
 	// spawned counts the requests in flight (stops, callbacks), so tests
 	// can wait for them instead of sleeping.
 	spawned sync.WaitGroup
-	retryMu     sync.Mutex
-	retries     map[string]callbackRetry
+	retryMu sync.Mutex
+	retries map[string]callbackRetry
 
 	// started is when this BBS began: until a cell TTL has passed, a cell
 	// it has not heard from may simply not have heartbeaten yet.
