@@ -24,8 +24,11 @@
 //	return_to_want_ms  command return → that response; 0 with already=1 when it
 //	                   came before the command returned
 //	probes             requests sent, the wanted one included
-//	first_status       the first probe's status (0: no answer), what the route
-//	                   said before the command could have changed it
+//	first_status       the status of one probe answered before the command
+//	                   starts (0: no answer): what the route said before the
+//	                   command could have changed it. Polling starts with the
+//	                   command, so a probe sent then may already see its effect
+//	                   on a loaded machine; this one cannot.
 //	window_ms          from the last unwanted probe's send to the wanted one's
 //	                   answer: the change happened in this window ("-" when the
 //	                   first probe was already wanted)
@@ -297,9 +300,6 @@ func (p *prober) loop(ctx context.Context, res *result, mu *sync.Mutex, returned
 		}
 		mu.Lock()
 		res.probes++
-		if res.probes == 1 {
-			res.firstStatus = status
-		}
 		res.lastStatus, res.lastErr = status, err
 		ok := p.wanted(status, body)
 		if len(body) > snippetLen {
@@ -358,6 +358,9 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) (*result, e
 	defer stop()
 	returned := make(chan struct{})
 	done := make(chan struct{})
+	// The baseline: answered before the command exists, so it cannot
+	// show the command's effect. Not counted in probes (the measured ones).
+	res.firstStatus, _, _ = p.probe(ctx)
 	res.start = time.Now()
 	go p.loop(pctx, res, &mu, returned, done)
 	if err := cmd.Start(); err != nil {

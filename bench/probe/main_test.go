@@ -174,8 +174,9 @@ func TestWantedAfterReturn(t *testing.T) {
 	if ret < 0 || start < wall || start-wall-ret > 0.002 || start-wall-ret < -0.002 {
 		t.Errorf("start_to_want %v != wall %v + return_to_want %v", start, wall, ret)
 	}
-	if n := int64(res.probes); n != r.probes.Load() {
-		t.Errorf("probe counted %d probes, the server saw %d", n, r.probes.Load())
+	// The server also saw the baseline probe sent before the command.
+	if n := int64(res.probes) + 1; n != r.probes.Load() {
+		t.Errorf("probe counted %d probes and a baseline, the server saw %d", res.probes, r.probes.Load())
 	}
 }
 
@@ -189,9 +190,10 @@ func TestAlreadyThere(t *testing.T) {
 	if f["already"] != "1" || f["return_to_want_ms"] != "0.000" || f["first_status"] != "200" || f["window_ms"] != "-" || f["probes"] != "1" {
 		t.Errorf("line %q: want already=1 return_to_want_ms=0.000 first_status=200 window_ms=- probes=1", res.line())
 	}
-	// Probing stops at the wanted answer, even while the command runs.
-	if n := r.probes.Load(); n != 1 {
-		t.Errorf("the server saw %d probes, want 1", n)
+	// Probing stops at the wanted answer, even while the command runs:
+	// the baseline and one probe.
+	if n := r.probes.Load(); n != 2 {
+		t.Errorf("the server saw %d probes, want 2 (the baseline and one)", n)
 	}
 }
 
