@@ -87,8 +87,10 @@ func NewBackend(t testing.TB, name string, o BackendOptions) *Backend {
 	return b
 }
 
+// Port is the backend's loopback port.
 func (b *Backend) Port() uint16 { return uint16(b.Srv.Listener.Addr().(*net.TCPAddr).Port) }
 
+// Addr is the backend's host:port.
 func (b *Backend) Addr() string { return b.Srv.Listener.Addr().String() }
 
 // Requests returns copies of what the handler has seen so far.

@@ -65,11 +65,13 @@ func (b *Bus) MustPublish(subject string, data []byte) {
 	}
 }
 
+// Register publishes m on router.register, failing the test on an error.
 func (b *Bus) Register(m RegistryMessage) {
 	b.t.Helper()
 	b.MustPublish("router.register", MustJSON(b.t, m))
 }
 
+// Unregister publishes m on router.unregister, failing the test on an error.
 func (b *Bus) Unregister(m RegistryMessage) {
 	b.t.Helper()
 	b.MustPublish("router.unregister", MustJSON(b.t, m))

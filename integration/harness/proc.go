@@ -35,7 +35,7 @@ func (l *logBuffer) String() string {
 
 // Proc is one minicf process started by a test.
 type Proc struct {
-	Name  string
+	Name  string     // what the test's messages call it
 	t     testing.TB // the test that owns the process: its cleanup stops it
 	suite *Suite
 	args  []string
@@ -92,11 +92,13 @@ func (p *Proc) Respawn(t testing.TB) *Proc {
 	return p.suite.StartProc(p.t, p.Name, p.args...)
 }
 
+// PID is the process id; its process group has the same id.
 func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
 // Logs is everything the process has written to stdout and stderr so far.
 func (p *Proc) Logs() string { return p.out.String() }
 
+// Exited tells whether the process has exited and been reaped.
 func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
