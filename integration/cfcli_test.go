@@ -661,7 +661,8 @@ func TestCFCLI_ReplayOnFoundation(t *testing.T) {
 		zipDir(t, buildHello(t)))
 	t.Logf("hello-bin: instance states during the start wait: %v", states)
 	f.waitApp(t, "hello-bin.apps.localhost", "/", "hello-bin", 30*time.Second)
-	if log := c.stagingLog(bin); !strings.Contains(log, "[STG/0] -----> No Go app detected") || strings.Contains(log, "] -----> Go app detected") {
+	if log := c.stagingLog(bin); !strings.Contains(log, "[STG/0] -----> Buildpacks chosen for the app (detection skipped): binary_buildpack") ||
+		strings.Contains(log, "] -----> Go app detected") || strings.Contains(log, "go_buildpack") {
 		t.Errorf("hello-bin's staging log (binary_buildpack must not go build):\n%s", log)
 	}
 
