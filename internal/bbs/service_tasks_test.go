@@ -369,6 +369,11 @@ func newCallbackServer(t *testing.T, statuses ...int) (*callbackServer, *Config)
 			select {
 			case <-hang:
 			case <-r.Context().Done():
+				// The BBS gave up. Answering now could still reach its
+				// transport (Go's client can read a response that races
+				// its own timeout), which would turn a timed-out callback
+				// into a resolved one: drop the connection instead.
+				panic(http.ErrAbortHandler)
 			}
 		}
 		w.WriteHeader(status)

@@ -43,9 +43,10 @@ type AccessLog struct {
 	outBuf  []byte
 	dropped atomic.Int64
 
-	kick chan struct{} // a shard filled up: flush before the tick
-	stop chan struct{}
-	done chan struct{}
+	kick     chan struct{} // a shard filled up: flush before the tick
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 type logShard struct {
@@ -77,6 +78,9 @@ const (
 	// and counted, so the router's memory stays bounded.
 	maxShardBuf  = 64 << 10
 	maxShardHold = 1 << 20
+	// maxFlushKeep bounds the scratch space the flusher keeps between
+	// flushes; a flood's larger buffers are dropped after use.
+	maxFlushKeep = 1 << 20
 )
 
 // NewAccessLog writes to out (may be nil) and publishes per app (may be nil).
@@ -162,7 +166,9 @@ func (a *AccessLog) Flush() error {
 	}
 	defer func() {
 		for i, t := range took {
-			if t.buf == nil {
+			// A flood's buffers go to the garbage collector: kept as
+			// spares they would hold the flood's peak for good.
+			if t.buf == nil || cap(t.buf) > 2*maxShardBuf {
 				continue
 			}
 			clear(t.lines)
@@ -190,7 +196,10 @@ func (a *AccessLog) Flush() error {
 			b = append(b, l.buf[l.off:l.off+l.n]...)
 		}
 		_, err = a.out.Write(b)
-		a.outBuf = b
+		a.outBuf = nil
+		if cap(b) <= maxFlushKeep {
+			a.outBuf = b
+		}
 	}
 	if a.publish != nil {
 		// Size each app's batch once: a JSON envelope adds about 200 bytes
@@ -228,17 +237,17 @@ func (a *AccessLog) Flush() error {
 		}
 	}
 	clear(lines) // drop references to the shards' old buffers
-	a.merged = lines[:0]
+	a.merged = nil
+	if cap(lines) <= maxFlushKeep/128 {
+		a.merged = lines[:0]
+	}
 	return err
 }
 
-// Close stops the flusher and writes what is buffered. Safe to call twice.
+// Close stops the flusher and writes what is buffered. Safe to call more
+// than once, and from several goroutines.
 func (a *AccessLog) Close() error {
-	select {
-	case <-a.stop:
-	default:
-		close(a.stop)
-	}
+	a.stopOnce.Do(func() { close(a.stop) })
 	<-a.done
 	return nil
 }

@@ -3,11 +3,13 @@ package router
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/minicf/minicf/internal/testutil"
 )
@@ -97,4 +99,54 @@ func TestAccessLogBoundsMemoryWhenTheWriterIsStuck(t *testing.T) {
 	if int64(written)+a.Dropped() != int64(logged) {
 		t.Fatalf("%d lines written + %d dropped != %d logged", written, a.Dropped(), logged)
 	}
+}
+
+// A flood with a stuck writer may fill the shards to their bound, but once
+// traffic is back to a trickle the log must not keep the flood's buffers.
+func TestAccessLogLetsGoOfAFloodsBuffers(t *testing.T) {
+	w := &blockingWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	a := NewAccessLog(w, nil)
+	defer a.Close()
+	r, _ := http.NewRequest(http.MethodGet, "http://a.localhost/", nil)
+	r.RequestURI = "/" + strings.Repeat("p", 200)
+	st := &reqState{start: time.Now(), status: 200}
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		a.Log(r, st, time.Millisecond)
+		select {
+		case <-w.entered:
+			return nil
+		default:
+			return errors.New("flusher not writing yet")
+		}
+	})
+	for i := 0; i < len(a.shards)*maxShardHold/300*3; i++ {
+		a.Log(r, st, time.Millisecond)
+	}
+	close(w.release)
+	for i := 0; i < 10; i++ {
+		a.Log(r, st, time.Millisecond)
+		a.Flush()
+	}
+	held := 0
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.Lock()
+		held += cap(sh.buf) + cap(sh.spareBuf) + (cap(sh.lines)+cap(sh.spareLines))*int(unsafe.Sizeof(logLine{}))
+		sh.mu.Unlock()
+	}
+	a.flushMu.Lock()
+	held += cap(a.outBuf) + cap(a.merged)*int(unsafe.Sizeof(logLine{}))
+	a.flushMu.Unlock()
+	if limit := len(a.shards)*4*maxShardBuf + 2*maxFlushKeep; held > limit {
+		t.Fatalf("%d bytes kept after the flood, more than %d", held, limit)
+	}
+}
+
+func TestAccessLogCloseFromSeveralGoroutines(t *testing.T) {
+	a := NewAccessLog(io.Discard, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { a.Close() })
+	}
+	wg.Wait()
 }
