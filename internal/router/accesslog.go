@@ -31,7 +31,8 @@ const maxAppLogBatch = 256 << 10
 // at random, so no lock is shared by every request (one buffer's mutex would
 // be taken once per request by every core). A flusher, every flushEvery and
 // on Close, takes the buffers, puts the lines back in the order the requests
-// finished, writes them in one call (a write per request would cost a system
+// finished (by wall-clock finish time: lines tied to the nanosecond may come
+// out in either order), writes them in one call (a write per request would cost a system
 // call on the hot path) and builds each app's batch of RTR lines.
 type AccessLog struct {
 	shards  []logShard
