@@ -29,8 +29,25 @@ type foundationProc struct {
 
 func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc {
 	t.Helper()
+	// A port FreePort found free can still be taken before minicf binds
+	// it; then up stops at once, naming the address, and another set of
+	// ports is tried.
+	for attempt := 1; ; attempt++ {
+		f, inUse := tryStartFoundation(t, mode, extra...)
+		if !inUse {
+			return f
+		}
+		if attempt == 3 {
+			t.Fatalf("minicf up found one of its ports taken %d times in a row", attempt)
+		}
+		t.Logf("minicf up (attempt %d): a port was taken meanwhile; trying other ports", attempt)
+	}
+}
+
+func tryStartFoundation(t *testing.T, mode string, extra ...string) (f *foundationProc, portTaken bool) {
+	t.Helper()
 	home := t.TempDir()
-	f := &foundationProc{home: home, router: "127.0.0.1:" + harness.FreePort(t), status: "127.0.0.1:" + harness.FreePort(t),
+	f = &foundationProc{home: home, router: "127.0.0.1:" + harness.FreePort(t), status: "127.0.0.1:" + harness.FreePort(t),
 		bbs: "127.0.0.1:" + harness.FreePort(t), trace: "127.0.0.1:" + harness.FreePort(t)}
 	args := []string{"up", "--home", home, "--mode", mode, "--log-level", "info",
 		"--router", f.router, "--router-status", f.status,
@@ -40,6 +57,10 @@ func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc
 	f.up = suite.StartProc(t, "minicf up ("+mode+")", append(args, extra...)...)
 	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
 		if f.up.Exited() {
+			if strings.Contains(f.up.Logs(), "address already in use") {
+				portTaken = true
+				return nil
+			}
 			t.Fatalf("minicf up exited (%s) before it was ready", f.up.State())
 		}
 		if !strings.Contains(f.up.Logs(), "==> ready") {
@@ -47,7 +68,7 @@ func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc
 		}
 		return nil
 	})
-	return f
+	return f, portTaken
 }
 
 // cli runs a minicf CLI verb against the foundation and returns its output.

@@ -19,9 +19,12 @@ package harness
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,12 +85,64 @@ func ChildEnv() []string {
 // happens.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	if p, ok := portOutsideEphemeralRange(); ok {
+		return strconv.Itoa(p)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// Ports handed out by FreePort, so that parallel tests never get the same one.
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+	portsNext int
+)
+
+// portOutsideEphemeralRange finds a bindable loopback port below the
+// kernel's ephemeral range. A port from a bind to :0 comes from that range,
+// and between the test closing it and minicf binding it, any outgoing
+// connection on the machine may take it as its source port (a CI run
+// failed that way: "bind: address already in use"); below the range only
+// explicit binds compete.
+func portOutsideEphemeralRange() (int, bool) {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(data), &low, &high); err != nil || low <= 20000 {
+		return 0, false
+	}
+	const first = 20000
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if portsNext == 0 {
+		// Start somewhere different in each test process: two suites
+		// running at once rarely walk the same ports.
+		portsNext = first + rand.IntN(low-first)
+	}
+	for range low - first {
+		p := portsNext
+		if portsNext++; portsNext >= low {
+			portsNext = first
+		}
+		if portsUsed[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsUsed[p] = true
+		return p, true
+	}
+	return 0, false
 }
 
 // ClosedPort returns a loopback port that refuses connections.
