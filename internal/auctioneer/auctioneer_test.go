@@ -92,16 +92,17 @@ func TestResourceLimitsAreRespected(t *testing.T) {
 
 	h.request(t, start("web", 512, 0, 1, 2, 3))
 
+	// The failure is recorded and the work sent to the cells concurrently:
+	// wait for both.
 	testutil.CheckFor(t, waitLong, 10*time.Millisecond, func() error {
 		if f := b.failures(); len(f) != 1 {
 			return fmt.Errorf("failures %v, want one", f)
 		}
+		if got := reps.placed(); len(got["cell-a"]) != 2 || len(got["cell-b"]) != 1 {
+			return fmt.Errorf("placed %v: want 2 on cell-a (memory) and 1 on cell-b (containers)", got)
+		}
 		return nil
 	})
-	got := reps.placed()
-	if len(got["cell-a"]) != 2 || len(got["cell-b"]) != 1 {
-		t.Fatalf("placed %v: want 2 on cell-a (memory) and 1 on cell-b (containers)", got)
-	}
 	for _, reason := range b.failures() {
 		// cell-a is short of memory, cell-b of containers: no single
 		// resource is short everywhere, as Diego reports it.
