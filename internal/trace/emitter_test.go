@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/minicf/minicf/internal/testutil"
 )
 
 type fakeBus struct {
@@ -43,15 +45,15 @@ func (b *fakeBus) count(subject string) int {
 	return len(b.msgs[subject])
 }
 
+// waitFor polls f with testutil's deadline helper, naming what it waits for.
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if !f() {
+			return errors.New("still waiting for " + what)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestNATSEmitterPublishesPerComponent(t *testing.T) {
