@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minicf/minicf/internal/testutil"
 )
 
 // The launcher test runs this test binary as the launcher.
@@ -659,15 +661,11 @@ func TestLauncherALoneCommandIsTheProcessItself(t *testing.T) {
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
-		if strings.TrimSpace(string(comm)) == "sleep" {
-			return
+		if c := strings.TrimSpace(string(comm)); c != "sleep" {
+			return fmt.Errorf("the launcher's process is %q, want sleep", c)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the launcher's process is %q, want sleep", comm)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }

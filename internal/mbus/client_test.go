@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minicf/minicf/internal/testutil"
 )
 
 const waitLong = 10 * time.Second
@@ -148,7 +150,7 @@ func TestClientReconnect(t *testing.T) {
 	}
 
 	first.Stop()
-	checkFor(t, waitLong, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, waitLong, 5*time.Millisecond, func() error {
 		if buf.count("nats-connection-disconnected") == 0 {
 			return errors.New("no nats-connection-disconnected line yet")
 		}
@@ -159,7 +161,7 @@ func TestClientReconnect(t *testing.T) {
 	})
 
 	second := startServer(t, port)
-	checkFor(t, waitLong, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, waitLong, 5*time.Millisecond, func() error {
 		if buf.count("nats-connection-reconnected") == 0 {
 			return errors.New("no nats-connection-reconnected line yet")
 		}
@@ -177,7 +179,7 @@ func TestClientReconnect(t *testing.T) {
 	pub := connect(t, second, ClientConfig{})
 	// The resubscription travels on another connection than the publish, so
 	// keep publishing until the server has applied it.
-	checkFor(t, waitLong, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, waitLong, 10*time.Millisecond, func() error {
 		if err := pub.Publish(SubjectRegister, []byte("after-reconnect")); err != nil {
 			return err
 		}
@@ -206,7 +208,7 @@ func TestClientStillDisconnected(t *testing.T) {
 	c := connect(t, s, ClientConfig{Logger: log, PingInterval: 50 * time.Millisecond, ReconnectWait: 20 * time.Millisecond})
 
 	s.Stop()
-	checkFor(t, waitLong, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, waitLong, 10*time.Millisecond, func() error {
 		if n := buf.count("nats-connection-still-disconnected"); n == 0 {
 			return errors.New("no nats-connection-still-disconnected line yet")
 		}

@@ -7,25 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
-
-// checkFor polls f until it returns nil, failing the test with f's last error
-// once timeout has passed. Tests poll instead of sleeping a guessed amount.
-func checkFor(t *testing.T, timeout, interval time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share, since
 // nats.go calls back on its own goroutines.
