@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,86 +96,114 @@ func (s *session) createRoute(ctx context.Context, domainGUID string, r routeSpe
 	return &route, nil
 }
 
-func createRouteCommand(o Options) *cobra.Command {
-	var r routeSpec
+// routeCommand is a verb on one route, "VERB [APP_NAME] DOMAIN --hostname H
+// [--path P]": the domain is the last of nargs arguments. Before f runs, and
+// so before any request, it checks that a space is targeted and that the
+// route is one the Cloud Controller would take.
+func routeCommand(o Options, use, short string, nargs int, hostRequired bool,
+	f func(ctx context.Context, s *session, r routeSpec, args []string) error) *cobra.Command {
+	var flags routeSpec
 	cmd := &cobra.Command{
-		Use:   "create-route DOMAIN --hostname HOSTNAME [--path PATH]",
-		Short: "Create a route for later use",
-		Args:  cobra.ExactArgs(1),
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(nargs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, func(ctx context.Context, s *session) error {
 				if err := s.needSpace(); err != nil {
 					return err
 				}
-				r.domain, r.path = args[0], normalizePath(r.path)
-				s.say("Creating route %s for %s%s...", r.url(), s.orgSpace(), s.asUser())
-				d, err := s.findDomain(ctx, r.domain)
-				if err != nil {
+				r := routeSpec{domain: args[nargs-1], host: flags.host, path: normalizePath(flags.path)}
+				if err := r.check(hostRequired); err != nil {
 					return err
 				}
-				route, err := s.createRoute(ctx, d.GUID, r)
-				var ae *APIError
-				if errors.As(err, &ae) && ae.StatusCode == 422 && ae.hasDetail("Route already exists") {
-					s.warn(ae.Error())
-					s.ok()
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				url := route.URL
-				if url == "" {
-					url = r.url()
-				}
-				s.say("Route %s has been created.", url)
-				s.ok()
-				return nil
+				return f(ctx, s, r, args)
 			})
 		},
 	}
-	routeFlags(cmd, &r, false)
+	routeFlags(cmd, &flags, hostRequired)
 	return cmd
 }
 
-func mapRouteCommand(o Options) *cobra.Command {
-	var r routeSpec
-	cmd := &cobra.Command{
-		Use:   "map-route APP_NAME DOMAIN --hostname HOSTNAME [--path PATH]",
-		Short: "Map a route to an app (creating the route if needed)",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, func(ctx context.Context, s *session) error {
-				if err := s.needSpace(); err != nil {
-					return err
-				}
-				appName := args[0]
-				r.domain, r.path = args[1], normalizePath(r.path)
-				s.say("Mapping route %s to app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
-				d, app, route, err := s.findMapping(ctx, appName, r)
-				if err != nil {
-					return err
-				}
-				if route == nil {
-					if route, err = s.createRoute(ctx, d.GUID, r); err != nil {
-						return err
-					}
-				}
-				if webDestination(route, app.GUID) != nil {
-					s.say("App '%s' is already mapped to route '%s'. Nothing has been updated.", appName, routeURL(route, r))
-					s.ok()
-					return nil
-				}
-				body := map[string]any{"destinations": []map[string]any{{"app": map[string]string{"guid": app.GUID}}}}
-				if _, err := s.api.call(ctx, "POST", "/v3/routes/"+route.GUID+"/destinations", body, nil); err != nil {
-					return s.appErr(err, appName)
-				}
+var hostPattern = regexp.MustCompile(`^[\w-]+$`)
+
+// check rejects, with the Cloud Controller's words, a route it would refuse
+// for its host or path alone (a path is normalized first); whether the
+// domain exists is for the Cloud Controller to say.
+func (r routeSpec) check(hostRequired bool) error {
+	switch {
+	case r.domain == "" || strings.ContainsAny(r.domain, "/ "):
+		return fmt.Errorf("Domain '%s' is not a domain name.", r.domain)
+	case r.host == "" && hostRequired:
+		return errors.New("Incorrect Usage: the required flag '--hostname' was not specified")
+	case len(r.host) > 63:
+		return errors.New("Host is too long (maximum is 63 characters)")
+	case r.host != "" && r.host != "*" && !hostPattern.MatchString(r.host):
+		return fmt.Errorf(`Host '%s' is invalid: it must be either "*" or contain only alphanumeric characters, "_", or "-"`, r.host)
+	case r.path == "/":
+		return errors.New("Path cannot be exactly /")
+	case strings.Contains(r.path, "?"):
+		return fmt.Errorf("Path '%s' cannot contain ?", r.path)
+	case len(r.path) > 128:
+		return errors.New("Path is too long (maximum is 128 characters)")
+	}
+	for _, c := range r.path {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@%/", c)) {
+			return fmt.Errorf("Path '%s' is invalid: %q is not allowed in a URL path", r.path, c)
+		}
+	}
+	return nil
+}
+
+func createRouteCommand(o Options) *cobra.Command {
+	return routeCommand(o, "create-route DOMAIN --hostname HOSTNAME [--path PATH]", "Create a route for later use", 1, false,
+		func(ctx context.Context, s *session, r routeSpec, _ []string) error {
+			s.say("Creating route %s for %s%s...", r.url(), s.orgSpace(), s.asUser())
+			d, err := s.findDomain(ctx, r.domain)
+			if err != nil {
+				return err
+			}
+			route, err := s.createRoute(ctx, d.GUID, r)
+			var ae *APIError
+			if errors.As(err, &ae) && ae.StatusCode == 422 && ae.hasDetail("Route already exists") {
+				s.warn(ae.Error())
 				s.ok()
 				return nil
-			})
-		},
-	}
-	routeFlags(cmd, &r, true)
-	return cmd
+			}
+			if err != nil {
+				return err
+			}
+			s.say("Route %s has been created.", routeURL(route, r))
+			s.ok()
+			return nil
+		})
+}
+
+func mapRouteCommand(o Options) *cobra.Command {
+	return routeCommand(o, "map-route APP_NAME DOMAIN --hostname HOSTNAME [--path PATH]", "Map a route to an app (creating the route if needed)", 2, true,
+		func(ctx context.Context, s *session, r routeSpec, args []string) error {
+			appName := args[0]
+			s.say("Mapping route %s to app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
+			d, app, route, err := s.findMapping(ctx, appName, r)
+			if err != nil {
+				return err
+			}
+			if route == nil {
+				if route, err = s.createRoute(ctx, d.GUID, r); err != nil {
+					return err
+				}
+			}
+			if webDestination(route, app.GUID) != nil {
+				s.say("App '%s' is already mapped to route '%s'. Nothing has been updated.", appName, routeURL(route, r))
+				s.ok()
+				return nil
+			}
+			body := map[string]any{"destinations": []map[string]any{{"app": map[string]string{"guid": app.GUID}}}}
+			if _, err := s.api.call(ctx, "POST", "/v3/routes/"+route.GUID+"/destinations", body, nil); err != nil {
+				return s.appErr(err, appName)
+			}
+			s.ok()
+			return nil
+		})
 }
 
 // findMapping looks up what map-route and unmap-route work on, in the cf
@@ -214,83 +243,54 @@ func routeURL(route *ccapi.Route, r routeSpec) string {
 }
 
 func unmapRouteCommand(o Options) *cobra.Command {
-	var r routeSpec
-	cmd := &cobra.Command{
-		Use:   "unmap-route APP_NAME DOMAIN --hostname HOSTNAME [--path PATH]",
-		Short: "Remove a route from an app",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, func(ctx context.Context, s *session) error {
-				if err := s.needSpace(); err != nil {
+	return routeCommand(o, "unmap-route APP_NAME DOMAIN --hostname HOSTNAME [--path PATH]", "Remove a route from an app", 2, true,
+		func(ctx context.Context, s *session, r routeSpec, args []string) error {
+			appName := args[0]
+			s.say("Removing route %s from app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
+			_, app, route, err := s.findMapping(ctx, appName, r)
+			if err != nil {
+				return err
+			}
+			if route == nil {
+				return fmt.Errorf("%s does not exist.", r.describe())
+			}
+			if dest := webDestination(route, app.GUID); dest != nil {
+				if _, err := s.api.call(ctx, "DELETE", "/v3/routes/"+route.GUID+"/destinations/"+dest.GUID, nil, nil); err != nil {
 					return err
 				}
-				appName := args[0]
-				r.domain, r.path = args[1], normalizePath(r.path)
-				s.say("Removing route %s from app %s in %s%s...", r.url(), appName, s.orgSpace(), s.asUser())
-				_, app, route, err := s.findMapping(ctx, appName, r)
-				if err != nil {
-					return err
-				}
-				if route == nil {
-					return fmt.Errorf("%s does not exist.", r.describe())
-				}
-				if dest := webDestination(route, app.GUID); dest != nil {
-					if _, err := s.api.call(ctx, "DELETE", "/v3/routes/"+route.GUID+"/destinations/"+dest.GUID, nil, nil); err != nil {
-						return err
-					}
-					s.ok()
-					return nil
-				}
+			} else {
 				s.say("Route to be unmapped is not currently mapped to the application.")
-				s.ok()
-				return nil
-			})
-		},
-	}
-	routeFlags(cmd, &r, true)
-	return cmd
+			}
+			s.ok()
+			return nil
+		})
 }
 
 func deleteRouteCommand(o Options) *cobra.Command {
-	var r routeSpec
 	var force bool
-	cmd := &cobra.Command{
-		Use:   "delete-route DOMAIN --hostname HOSTNAME [--path PATH] [-f]",
-		Short: "Delete a route",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, func(ctx context.Context, s *session) error {
-				if err := s.needSpace(); err != nil {
-					return err
-				}
-				r.domain, r.path = args[0], normalizePath(r.path)
-				if !force && !s.confirm(fmt.Sprintf("Really delete the route %s?", r.url())) {
-					s.say("'%s' has not been deleted.", r.url())
-					return nil
-				}
-				s.say("Deleting route %s...", r.url())
-				d, err := s.findDomain(ctx, r.domain)
-				if err != nil {
-					return err
-				}
-				route, err := s.findRoute(ctx, d.GUID, r)
-				if err != nil {
-					return err
-				}
-				if route == nil {
-					s.warn("Unable to delete. " + r.describe() + " does not exist.")
-					s.ok()
-					return nil
-				}
-				if err := s.api.async(ctx, "DELETE", "/v3/routes/"+route.GUID, nil); err != nil {
-					return err
-				}
-				s.ok()
+	cmd := routeCommand(o, "delete-route DOMAIN --hostname HOSTNAME [--path PATH] [-f]", "Delete a route", 1, true,
+		func(ctx context.Context, s *session, r routeSpec, _ []string) error {
+			if !force && !s.confirm(fmt.Sprintf("Really delete the route %s?", r.url())) {
+				s.say("'%s' has not been deleted.", r.url())
 				return nil
-			})
-		},
-	}
-	routeFlags(cmd, &r, true)
+			}
+			s.say("Deleting route %s...", r.url())
+			d, err := s.findDomain(ctx, r.domain)
+			if err != nil {
+				return err
+			}
+			route, err := s.findRoute(ctx, d.GUID, r)
+			if err != nil {
+				return err
+			}
+			if route == nil {
+				s.warn("Unable to delete. " + r.describe() + " does not exist.")
+			} else if err := s.api.async(ctx, "DELETE", "/v3/routes/"+route.GUID, nil); err != nil {
+				return err
+			}
+			s.ok()
+			return nil
+		})
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Force deletion without confirmation")
 	return cmd
 }

@@ -506,3 +506,53 @@ func TestCurlLine(t *testing.T) {
 		}
 	}
 }
+
+// Bad input to the route verbs fails with the reason, before any request.
+func TestRouteVerbsBadInput(t *testing.T) {
+	h := newHarness(t)
+	seed(h)
+	for _, c := range []struct {
+		args []string
+		want string // in the error (cobra's) or on stderr
+	}{
+		{[]string{"create-route"}, "accepts 1 arg(s), received 0"},
+		{[]string{"map-route", "app2"}, "accepts 2 arg(s), received 1"},
+		{[]string{"unmap-route", "app2", "apps.localhost", "extra"}, "accepts 2 arg(s), received 3"},
+		{[]string{"map-route", "app2", "apps.localhost"}, "the required flag '--hostname' was not specified"},
+		{[]string{"delete-route", "apps.localhost", "-f"}, "the required flag '--hostname' was not specified"},
+		{[]string{"create-route", "apps.localhost", "--hostname", "a.b"}, `Host 'a.b' is invalid: it must be either "*" or contain only alphanumeric characters, "_", or "-"`},
+		{[]string{"map-route", "app2", "apps.localhost", "-n", "we b"}, `Host 'we b' is invalid`},
+		{[]string{"unmap-route", "app2", "apps.localhost", "-n", strings.Repeat("h", 64)}, "Host is too long (maximum is 63 characters)"},
+		{[]string{"create-route", "apps.localhost", "-n", "h", "--path", "/"}, "Path cannot be exactly /"},
+		{[]string{"map-route", "app2", "apps.localhost", "-n", "h", "--path", "a?b=1"}, "Path '/a?b=1' cannot contain ?"},
+		{[]string{"delete-route", "apps.localhost", "-n", "h", "--path", "/a b", "-f"}, `Path '/a b' is invalid: ' ' is not allowed in a URL path`},
+		{[]string{"create-route", "", "-n", "h"}, "Domain '' is not a domain name."},
+	} {
+		h.cc.reqs = nil
+		out, errOut, err := h.run(c.args...)
+		if err == nil || !strings.Contains(err.Error()+errOut, c.want) {
+			t.Errorf("%q: err %v stderr %q, want %q", c.args, err, errOut, c.want)
+		}
+		if strings.Contains(out, "OK") {
+			t.Errorf("%q: stdout %q", c.args, out)
+		}
+		if reqs := h.cc.requests(); len(reqs) != 0 {
+			t.Errorf("%q sent %v", c.args, reqs)
+		}
+	}
+	// An unknown domain is found out by its lookup alone: nothing is created,
+	// mapped or deleted.
+	for _, args := range [][]string{
+		{"create-route", "nowhere.example", "-n", "h"},
+		{"map-route", "app2", "nowhere.example", "-n", "h"},
+		{"unmap-route", "app2", "nowhere.example", "-n", "h"},
+		{"delete-route", "nowhere.example", "-n", "h", "-f"},
+	} {
+		h.cc.reqs = nil
+		_, errOut, err := h.run(args...)
+		if !errors.Is(err, ErrFailed) || errOut != "Domain 'nowhere.example' not found.\n" {
+			t.Errorf("%q: %v %q", args, err, errOut)
+		}
+		diffLines(t, strings.Join(args, " "), h.cc.requests(), []string{"GET /v3/domains?names=nowhere.example&page=1&per_page=1"})
+	}
+}
