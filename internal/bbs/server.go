@@ -59,122 +59,70 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST "+path, h)
 	}
 	post(PathPing, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, ErrorResponse{}) })
-	post(PathDesireLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req DesireLRPRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.DesireLRP(r.Context(), req.DesiredLRP), nil)
+	post(PathDesireLRP, handle(s, func(ctx context.Context, req DesireLRPRequest) (any, error) {
+		return nil, s.svc.DesireLRP(ctx, req.DesiredLRP)
+	}))
+	post(PathUpdateDesiredLRP, handle(s, func(ctx context.Context, req UpdateDesiredLRPRequest) (any, error) {
+		return nil, s.svc.UpdateDesiredLRP(ctx, req.ProcessGUID, req.Update)
+	}))
+	post(PathRemoveDesiredLRP, handle(s, func(ctx context.Context, req RemoveDesiredLRPRequest) (any, error) {
+		return nil, s.svc.RemoveDesiredLRP(ctx, req.ProcessGUID)
+	}))
+	post(PathDesiredLRPs, handle(s, func(ctx context.Context, req DesiredLRPsRequest) (any, error) {
+		list, err := s.svc.DesiredLRPs(ctx, req)
+		return DesiredLRPsResponse{DesiredLRPs: nonNil(list)}, err
+	}))
+	post(PathRoutingInfos, handle(s, func(ctx context.Context, req DesiredLRPsRequest) (any, error) {
+		list, err := s.svc.RoutingInfos(ctx, req)
+		return DesiredLRPsResponse{DesiredLRPs: nonNil(list)}, err
+	}))
+	post(PathDesiredLRPByGUID, handle(s, func(ctx context.Context, req DesiredLRPByProcessGUIDRequest) (any, error) {
+		d, err := s.svc.DesiredLRP(ctx, req.ProcessGUID)
+		return DesiredLRPResponse{DesiredLRP: d}, err
+	}))
+	post(PathActualLRPs, handle(s, func(ctx context.Context, req ActualLRPsRequest) (any, error) {
+		list, err := s.svc.ActualLRPs(ctx, req)
+		return ActualLRPsResponse{ActualLRPs: nonNil(list)}, err
+	}))
+	post(PathClaimActualLRP, handle(s, func(ctx context.Context, req ClaimActualLRPRequest) (any, error) {
+		if req.ActualLRPInstanceKey == nil {
+			return nil, NewError(ErrTypeInvalidRequest, "actual_lrp_instance_key is missing")
 		}
-	})
-	post(PathUpdateDesiredLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req UpdateDesiredLRPRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.UpdateDesiredLRP(r.Context(), req.ProcessGUID, req.Update), nil)
+		return nil, s.svc.ClaimActualLRP(ctx, req.ProcessGUID, req.Index, *req.ActualLRPInstanceKey)
+	}))
+	post(PathStartActualLRP, handle(s, func(ctx context.Context, req StartActualLRPRequest) (any, error) {
+		if req.ActualLRPKey == nil || req.ActualLRPInstanceKey == nil || req.ActualLRPNetInfo == nil {
+			return nil, NewError(ErrTypeInvalidRequest, "actual_lrp_key, actual_lrp_instance_key and actual_lrp_net_info are required")
 		}
-	})
-	post(PathRemoveDesiredLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req RemoveDesiredLRPRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.RemoveDesiredLRP(r.Context(), req.ProcessGUID), nil)
+		return nil, s.svc.StartActualLRP(ctx, *req.ActualLRPKey, *req.ActualLRPInstanceKey, *req.ActualLRPNetInfo, req.Routable)
+	}))
+	post(PathCrashActualLRP, handle(s, func(ctx context.Context, req CrashActualLRPRequest) (any, error) {
+		if req.ActualLRPKey == nil || req.ActualLRPInstanceKey == nil {
+			return nil, NewError(ErrTypeInvalidRequest, "actual_lrp_key and actual_lrp_instance_key are required")
 		}
-	})
-	post(PathDesiredLRPs, func(w http.ResponseWriter, r *http.Request) {
-		var req DesiredLRPsRequest
-		if s.decode(w, r, &req) {
-			list, err := s.svc.DesiredLRPs(r.Context(), req)
-			s.reply(w, err, DesiredLRPsResponse{DesiredLRPs: nonNil(list)})
+		return nil, s.svc.CrashActualLRP(ctx, *req.ActualLRPKey, *req.ActualLRPInstanceKey, req.ErrorMessage)
+	}))
+	post(PathRemoveActualLRP, handle(s, func(ctx context.Context, req RemoveActualLRPRequest) (any, error) {
+		return nil, s.svc.RemoveActualLRP(ctx, req.ProcessGUID, req.Index, req.ActualLRPInstanceKey)
+	}))
+	post(PathFailActualLRP, handle(s, func(ctx context.Context, req FailActualLRPRequest) (any, error) {
+		if req.ActualLRPKey == nil {
+			return nil, NewError(ErrTypeInvalidRequest, "actual_lrp_key is required")
 		}
-	})
-	post(PathRoutingInfos, func(w http.ResponseWriter, r *http.Request) {
-		var req DesiredLRPsRequest
-		if s.decode(w, r, &req) {
-			list, err := s.svc.RoutingInfos(r.Context(), req)
-			s.reply(w, err, DesiredLRPsResponse{DesiredLRPs: nonNil(list)})
-		}
-	})
-	post(PathDesiredLRPByGUID, func(w http.ResponseWriter, r *http.Request) {
-		var req DesiredLRPByProcessGUIDRequest
-		if s.decode(w, r, &req) {
-			d, err := s.svc.DesiredLRP(r.Context(), req.ProcessGUID)
-			s.reply(w, err, DesiredLRPResponse{DesiredLRP: d})
-		}
-	})
-	post(PathActualLRPs, func(w http.ResponseWriter, r *http.Request) {
-		var req ActualLRPsRequest
-		if s.decode(w, r, &req) {
-			list, err := s.svc.ActualLRPs(r.Context(), req)
-			if list == nil {
-				list = []*ActualLRP{}
-			}
-			s.reply(w, err, ActualLRPsResponse{ActualLRPs: list})
-		}
-	})
-	post(PathClaimActualLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req ClaimActualLRPRequest
-		if s.decode(w, r, &req) {
-			if req.ActualLRPInstanceKey == nil {
-				s.reply(w, NewError(ErrTypeInvalidRequest, "actual_lrp_instance_key is missing"), nil)
-				return
-			}
-			s.reply(w, s.svc.ClaimActualLRP(r.Context(), req.ProcessGUID, req.Index, *req.ActualLRPInstanceKey), nil)
-		}
-	})
-	post(PathStartActualLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req StartActualLRPRequest
-		if s.decode(w, r, &req) {
-			if req.ActualLRPKey == nil || req.ActualLRPInstanceKey == nil || req.ActualLRPNetInfo == nil {
-				s.reply(w, NewError(ErrTypeInvalidRequest, "actual_lrp_key, actual_lrp_instance_key and actual_lrp_net_info are required"), nil)
-				return
-			}
-			s.reply(w, s.svc.StartActualLRP(r.Context(), *req.ActualLRPKey, *req.ActualLRPInstanceKey, *req.ActualLRPNetInfo, req.Routable), nil)
-		}
-	})
-	post(PathCrashActualLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req CrashActualLRPRequest
-		if s.decode(w, r, &req) {
-			if req.ActualLRPKey == nil || req.ActualLRPInstanceKey == nil {
-				s.reply(w, NewError(ErrTypeInvalidRequest, "actual_lrp_key and actual_lrp_instance_key are required"), nil)
-				return
-			}
-			s.reply(w, s.svc.CrashActualLRP(r.Context(), *req.ActualLRPKey, *req.ActualLRPInstanceKey, req.ErrorMessage), nil)
-		}
-	})
-	post(PathRemoveActualLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req RemoveActualLRPRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.RemoveActualLRP(r.Context(), req.ProcessGUID, req.Index, req.ActualLRPInstanceKey), nil)
-		}
-	})
-	post(PathFailActualLRP, func(w http.ResponseWriter, r *http.Request) {
-		var req FailActualLRPRequest
-		if s.decode(w, r, &req) {
-			if req.ActualLRPKey == nil {
-				s.reply(w, NewError(ErrTypeInvalidRequest, "actual_lrp_key is required"), nil)
-				return
-			}
-			s.reply(w, s.svc.FailActualLRP(r.Context(), *req.ActualLRPKey, req.ErrorMessage), nil)
-		}
-	})
+		return nil, s.svc.FailActualLRP(ctx, *req.ActualLRPKey, req.ErrorMessage)
+	}))
 	post(PathCells, func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, nil, CellsResponse{Cells: s.svc.Cells()})
 	})
-	post(PathCellHeartbeat, func(w http.ResponseWriter, r *http.Request) {
-		var req CellHeartbeatRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.CellHeartbeat(req.Cell), nil)
-		}
-	})
-	post(PathUpsertDomain, func(w http.ResponseWriter, r *http.Request) {
-		var req UpsertDomainRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.UpsertDomain(r.Context(), req.Domain, time.Duration(req.TTL)*time.Second), nil)
-		}
-	})
+	post(PathCellHeartbeat, handle(s, func(ctx context.Context, req CellHeartbeatRequest) (any, error) {
+		return nil, s.svc.CellHeartbeat(req.Cell)
+	}))
+	post(PathUpsertDomain, handle(s, func(ctx context.Context, req UpsertDomainRequest) (any, error) {
+		return nil, s.svc.UpsertDomain(ctx, req.Domain, time.Duration(req.TTL)*time.Second)
+	}))
 	post(PathDomains, func(w http.ResponseWriter, r *http.Request) {
 		list, err := s.svc.Domains(r.Context())
-		if list == nil {
-			list = []string{}
-		}
-		s.reply(w, err, DomainsResponse{Domains: list})
+		s.reply(w, err, DomainsResponse{Domains: nonNil(list)})
 	})
 	s.taskRoutes(post)
 	post(PathLRPInstanceEvents, s.events)
@@ -185,11 +133,25 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func nonNil(l []*DesiredLRP) []*DesiredLRP {
+// nonNil makes a missing list an empty one, so that it is sent as [].
+func nonNil[T any](l []T) []T {
 	if l == nil {
-		return []*DesiredLRP{}
+		return []T{}
 	}
 	return l
+}
+
+// handle is the handler of a POST endpoint: it decodes the body (bounded,
+// as decode does) into a Req, calls f and replies with f's response
+// (ErrorResponse{} if nil) or its error.
+func handle[Req any](s *Server, f func(ctx context.Context, req Req) (any, error)) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if s.decode(w, r, &req) {
+			resp, err := f(r.Context(), req)
+			s.reply(w, err, resp)
+		}
+	}
 }
 
 // decode reads a bounded JSON body; on failure it answers and returns false.

@@ -1,61 +1,37 @@
 package bbs
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+)
 
 // taskRoutes adds the Task endpoints (tasks.go's paths).
 func (s *Server) taskRoutes(post func(path string, h func(w http.ResponseWriter, r *http.Request))) {
-	post(PathDesireTask, func(w http.ResponseWriter, r *http.Request) {
-		var req DesireTaskRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.DesireTask(r.Context(), req.TaskGUID, req.Domain, req.TaskDefinition), nil)
-		}
-	})
-	post(PathTasks, func(w http.ResponseWriter, r *http.Request) {
-		var req TasksRequest
-		if s.decode(w, r, &req) {
-			list, err := s.svc.Tasks(r.Context(), req)
-			if list == nil {
-				list = []*Task{}
-			}
-			s.reply(w, err, TasksResponse{Tasks: list})
-		}
-	})
-	post(PathTaskByGUID, func(w http.ResponseWriter, r *http.Request) {
-		var req TaskByGUIDRequest
-		if s.decode(w, r, &req) {
-			t, err := s.svc.TaskByGUID(r.Context(), req.TaskGUID)
-			s.reply(w, err, TaskResponse{Task: t})
-		}
-	})
-	post(PathStartTask, func(w http.ResponseWriter, r *http.Request) {
-		var req StartTaskRequest
-		if s.decode(w, r, &req) {
-			ok, err := s.svc.StartTask(r.Context(), req.TaskGUID, req.CellID)
-			s.reply(w, err, StartTaskResponse{ShouldStart: ok})
-		}
-	})
-	post(PathCompleteTask, func(w http.ResponseWriter, r *http.Request) {
-		var req CompleteTaskRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.CompleteTask(r.Context(), req.TaskGUID, req.CellID, req.Failed, req.FailureReason, req.Result), nil)
-		}
-	})
-	post(PathFailTask, func(w http.ResponseWriter, r *http.Request) {
-		var req FailTaskRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.FailTask(r.Context(), req.TaskGUID, req.FailureReason), nil)
-		}
-	})
-	post(PathCancelTask, func(w http.ResponseWriter, r *http.Request) {
-		var req TaskByGUIDRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.CancelTask(r.Context(), req.TaskGUID), nil)
-		}
-	})
-	post(PathDeleteTask, func(w http.ResponseWriter, r *http.Request) {
-		var req TaskByGUIDRequest
-		if s.decode(w, r, &req) {
-			s.reply(w, s.svc.DeleteTask(r.Context(), req.TaskGUID), nil)
-		}
-	})
+	post(PathDesireTask, handle(s, func(ctx context.Context, req DesireTaskRequest) (any, error) {
+		return nil, s.svc.DesireTask(ctx, req.TaskGUID, req.Domain, req.TaskDefinition)
+	}))
+	post(PathTasks, handle(s, func(ctx context.Context, req TasksRequest) (any, error) {
+		list, err := s.svc.Tasks(ctx, req)
+		return TasksResponse{Tasks: nonNil(list)}, err
+	}))
+	post(PathTaskByGUID, handle(s, func(ctx context.Context, req TaskByGUIDRequest) (any, error) {
+		t, err := s.svc.TaskByGUID(ctx, req.TaskGUID)
+		return TaskResponse{Task: t}, err
+	}))
+	post(PathStartTask, handle(s, func(ctx context.Context, req StartTaskRequest) (any, error) {
+		ok, err := s.svc.StartTask(ctx, req.TaskGUID, req.CellID)
+		return StartTaskResponse{ShouldStart: ok}, err
+	}))
+	post(PathCompleteTask, handle(s, func(ctx context.Context, req CompleteTaskRequest) (any, error) {
+		return nil, s.svc.CompleteTask(ctx, req.TaskGUID, req.CellID, req.Failed, req.FailureReason, req.Result)
+	}))
+	post(PathFailTask, handle(s, func(ctx context.Context, req FailTaskRequest) (any, error) {
+		return nil, s.svc.FailTask(ctx, req.TaskGUID, req.FailureReason)
+	}))
+	post(PathCancelTask, handle(s, func(ctx context.Context, req TaskByGUIDRequest) (any, error) {
+		return nil, s.svc.CancelTask(ctx, req.TaskGUID)
+	}))
+	post(PathDeleteTask, handle(s, func(ctx context.Context, req TaskByGUIDRequest) (any, error) {
+		return nil, s.svc.DeleteTask(ctx, req.TaskGUID)
+	}))
 }

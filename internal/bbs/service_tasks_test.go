@@ -1,6 +1,7 @@
 package bbs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -772,4 +773,55 @@ func taskHTTPAPIAndTaskStream(t *testing.T, open storeOpener) {
 	if _, err := c.StartTask(ctx, "t3", ""); errType(err) != ErrTypeInvalidRequest {
 		t.Fatalf("start without a cell: %v", err)
 	}
+	// Malformed and oversized requests get the same typed errors as the LRP
+	// endpoints', and change nothing stored.
+	before, err := c.Tasks(ctx, TasksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oversized := append([]byte(`{"task_guid":"t9","domain":"cf-tasks","task_definition":{"log_source":"`),
+		bytes.Repeat([]byte("x"), MaxRequestBytes)...)
+	oversized = append(oversized, `"}}`...)
+	for _, tc := range []struct {
+		name, path string
+		body       []byte
+		status     int
+		typ        string
+	}{
+		{"malformed desire", PathDesireTask, []byte(`{"task_guid":"t9",`), 400, ErrTypeInvalidJSON},
+		{"wrong types", PathDesireTask, []byte(`{"task_guid":"t9","domain":"cf-tasks","task_definition":"no"}`), 400, ErrTypeInvalidJSON},
+		{"oversized desire", PathDesireTask, oversized, 413, ErrTypeRequestTooLarge},
+		{"oversized complete", PathCompleteTask, bytes.Repeat([]byte(" "), MaxRequestBytes+1), 413, ErrTypeRequestTooLarge},
+		{"malformed cancel", PathCancelTask, []byte(`{"task_guid":3}`), 400, ErrTypeInvalidJSON},
+		{"malformed delete", PathDeleteTask, []byte(`[`), 400, ErrTypeInvalidJSON},
+		{"malformed fail", PathFailTask, []byte(`{"task_guid":"t3","failure_reason":`), 400, ErrTypeInvalidJSON},
+		{"malformed list", PathTasks, []byte(`{"domain":1}`), 400, ErrTypeInvalidJSON},
+	} {
+		resp, err := http.Post(hs.URL+tc.path, "application/json", bytes.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env ErrorResponse
+		json.NewDecoder(resp.Body).Decode(&env)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || env.Error == nil || env.Error.Type != tc.typ || env.Error.Message == "" {
+			t.Errorf("%s: %d %+v, want %d %s", tc.name, resp.StatusCode, env.Error, tc.status, tc.typ)
+		}
+	}
+	after, err := c.Tasks(ctx, TasksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := mustJSON(t, before), mustJSON(t, after); b != a {
+		t.Fatalf("bad task requests changed the store:\n%s\n%s", b, a)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -330,19 +330,93 @@ func (t *sqlTx) DesiredLRP(processGUID string) (*DesiredLRP, error) {
 	if !sqlStorable(processGUID) {
 		return nil, sqlNotFoundDesired(processGUID)
 	}
+	return sqlGet[DesiredLRP](t, fmt.Sprintf("desired LRP %q", processGUID), func() error { return sqlNotFoundDesired(processGUID) },
+		`SELECT data FROM desired_lrps WHERE process_guid = ?`, processGUID)
+}
+
+// sqlGet reads the one record that query (selecting its data column)
+// finds, or returns notFound(); what names it in messages.
+func sqlGet[T any](t *sqlTx, what string, notFound func() error, query string, args ...any) (*T, error) {
 	var data string
-	err := t.tx.QueryRowContext(t.ctx, t.s.bind(`SELECT data FROM desired_lrps WHERE process_guid = ?`), processGUID).Scan(&data)
+	err := t.tx.QueryRowContext(t.ctx, t.s.bind(query), args...).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, sqlNotFoundDesired(processGUID)
+		return nil, notFound()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot read desired LRP %q: %w", processGUID, err)
+		return nil, fmt.Errorf("cannot read %s: %w", what, err)
 	}
-	d := new(DesiredLRP)
-	if err := json.Unmarshal([]byte(data), d); err != nil {
-		return nil, fmt.Errorf("the stored desired LRP %q is not valid JSON: %w", processGUID, err)
+	v := new(T)
+	if err := json.Unmarshal([]byte(data), v); err != nil {
+		return nil, fmt.Errorf("the stored %s is not valid JSON: %w", what, err)
 	}
-	return d, nil
+	return v, nil
+}
+
+// sqlList appends to out the records that query finds: each row is the
+// key columns (scanned into keys) and then the data column. name describes
+// the row just scanned for messages, kind the records ("desired LRPs").
+func sqlList[T any](t *sqlTx, out []*T, kind string, name func() string, query string, args []any, keys ...any) ([]*T, error) {
+	rows, err := t.query(query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var data string
+	dest := append(keys[:len(keys):len(keys)], &data)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("cannot list %s: %w", kind, err)
+		}
+		v := new(T)
+		if err := json.Unmarshal([]byte(data), v); err != nil {
+			return nil, fmt.Errorf("the stored %s is not valid JSON: %w", name(), err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot list %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// sqlEquals is the WHERE terms (col = ?) and arguments for the columns
+// whose value is set; ok is false when a value cannot be stored, so nothing
+// can match.
+func sqlEquals(cols ...[2]string) (where []string, args []any, ok bool) {
+	for _, c := range cols {
+		if c[1] == "" {
+			continue
+		}
+		if !sqlStorable(c[1]) {
+			return nil, nil, false
+		}
+		where = append(where, c[0]+" = ?")
+		args = append(args, c[1])
+	}
+	return where, args, true
+}
+
+// sqlWhere appends the WHERE clause of the terms, if any, to q.
+func sqlWhere(q string, where []string) string {
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q
+}
+
+// createdOne turns the result of an INSERT ... ON CONFLICT DO NOTHING of
+// one row into an error: the database's, or ErrResourceExists when the row
+// was there already.
+func createdOne(res sql.Result, err error, what string) error {
+	if err != nil {
+		return fmt.Errorf("cannot create %s: %w", what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("cannot create %s: %w", what, err)
+	} else if n == 0 {
+		return NewError(ErrTypeResourceExists, "%s already exists", what)
+	}
+	return nil
 }
 
 // sqlInChunk bounds the number of placeholders in one IN list, well below
@@ -353,14 +427,9 @@ const sqlInChunk = 500
 // the process guids (any if none), sorted by process guid.
 func (t *sqlTx) DesiredLRPs(filter DesiredLRPsRequest) ([]*DesiredLRP, error) {
 	out := []*DesiredLRP{}
-	var where []string
-	var args []any
-	if filter.Domain != "" {
-		if !sqlStorable(filter.Domain) {
-			return out, nil
-		}
-		where = append(where, "domain = ?")
-		args = append(args, filter.Domain)
+	where, args, ok := sqlEquals([2]string{"domain", filter.Domain})
+	if !ok {
+		return out, nil
 	}
 	// One query when no guids are given; otherwise one per chunk of guids.
 	chunks := [][]string{nil}
@@ -386,31 +455,13 @@ func (t *sqlTx) DesiredLRPs(filter DesiredLRPsRequest) ([]*DesiredLRP, error) {
 			w = append(w[:len(w):len(w)], "process_guid IN ("+sqlPlaceholders(len(chunk))+")")
 			a = append(a[:len(a):len(a)], sqlAnys(chunk)...)
 		}
-		q := `SELECT process_guid, data FROM desired_lrps`
-		if len(w) > 0 {
-			q += " WHERE " + strings.Join(w, " AND ")
-		}
-		rows, err := t.query(q, a...)
+		var guid string
+		var err error
+		out, err = sqlList(t, out, "desired LRPs", func() string { return fmt.Sprintf("desired LRP %q", guid) },
+			sqlWhere(`SELECT process_guid, data FROM desired_lrps`, w), a, &guid)
 		if err != nil {
-			return nil, fmt.Errorf("cannot list desired LRPs: %w", err)
+			return nil, err
 		}
-		for rows.Next() {
-			var guid, data string
-			if err := rows.Scan(&guid, &data); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cannot list desired LRPs: %w", err)
-			}
-			d := new(DesiredLRP)
-			if err := json.Unmarshal([]byte(data), d); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("the stored desired LRP %q is not valid JSON: %w", guid, err)
-			}
-			out = append(out, d)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("cannot list desired LRPs: %w", err)
-		}
-		rows.Close()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ProcessGUID < out[j].ProcessGUID })
 	return out, nil
@@ -446,15 +497,7 @@ func (t *sqlTx) CreateDesiredLRP(d *DesiredLRP) error {
 	// transaction on PostgreSQL, and no driver error codes are needed.
 	res, err := t.exec(`INSERT INTO desired_lrps (process_guid, domain, data) VALUES (?, ?, ?)
 		ON CONFLICT (process_guid) DO NOTHING`, d.ProcessGUID, d.Domain, data)
-	if err != nil {
-		return fmt.Errorf("cannot create desired LRP %q: %w", d.ProcessGUID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("cannot create desired LRP %q: %w", d.ProcessGUID, err)
-	} else if n == 0 {
-		return NewError(ErrTypeResourceExists, "desired LRP %q already exists", d.ProcessGUID)
-	}
-	return nil
+	return createdOne(res, err, fmt.Sprintf("desired LRP %q", d.ProcessGUID))
 }
 
 // UpdateDesiredLRP replaces a stored desired LRP, or returns an
@@ -514,67 +557,30 @@ func (t *sqlTx) ActualLRP(processGUID string, index int32) (*ActualLRP, error) {
 	if !sqlStorable(processGUID) {
 		return nil, sqlNotFoundActual(processGUID, index)
 	}
-	var data string
-	err := t.tx.QueryRowContext(t.ctx, t.s.bind(`SELECT data FROM actual_lrps WHERE process_guid = ? AND instance_index = ?`),
-		processGUID, index).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, sqlNotFoundActual(processGUID, index)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read actual LRP %q index %d: %w", processGUID, index, err)
-	}
-	a := new(ActualLRP)
-	if err := json.Unmarshal([]byte(data), a); err != nil {
-		return nil, fmt.Errorf("the stored actual LRP %q index %d is not valid JSON: %w", processGUID, index, err)
-	}
-	return a, nil
+	return sqlGet[ActualLRP](t, fmt.Sprintf("actual LRP %q index %d", processGUID, index),
+		func() error { return sqlNotFoundActual(processGUID, index) },
+		`SELECT data FROM actual_lrps WHERE process_guid = ? AND instance_index = ?`, processGUID, index)
 }
 
 // ActualLRPs lists the actual LRPs that match every field set in filter,
 // sorted by process guid, then index.
 func (t *sqlTx) ActualLRPs(filter ActualLRPsRequest) ([]*ActualLRP, error) {
 	out := []*ActualLRP{}
-	var where []string
-	var args []any
-	for _, c := range []struct{ col, v string }{
-		{"domain", filter.Domain}, {"cell_id", filter.CellID}, {"process_guid", filter.ProcessGUID},
-	} {
-		if c.v == "" {
-			continue
-		}
-		if !sqlStorable(c.v) {
-			return out, nil
-		}
-		where = append(where, c.col+" = ?")
-		args = append(args, c.v)
+	where, args, ok := sqlEquals([2]string{"domain", filter.Domain}, [2]string{"cell_id", filter.CellID},
+		[2]string{"process_guid", filter.ProcessGUID})
+	if !ok {
+		return out, nil
 	}
 	if filter.Index != nil {
 		where = append(where, "instance_index = ?")
 		args = append(args, *filter.Index)
 	}
-	q := `SELECT process_guid, instance_index, data FROM actual_lrps`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	rows, err := t.query(q, args...)
+	var guid string
+	var index int32
+	out, err := sqlList(t, out, "actual LRPs", func() string { return fmt.Sprintf("actual LRP %q index %d", guid, index) },
+		sqlWhere(`SELECT process_guid, instance_index, data FROM actual_lrps`, where), args, &guid, &index)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list actual LRPs: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var guid, data string
-		var index int32
-		if err := rows.Scan(&guid, &index, &data); err != nil {
-			return nil, fmt.Errorf("cannot list actual LRPs: %w", err)
-		}
-		a := new(ActualLRP)
-		if err := json.Unmarshal([]byte(data), a); err != nil {
-			return nil, fmt.Errorf("the stored actual LRP %q index %d is not valid JSON: %w", guid, index, err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot list actual LRPs: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].ProcessGUID != out[j].ProcessGUID {
@@ -602,15 +608,7 @@ func (t *sqlTx) CreateActualLRP(a *ActualLRP) error {
 	res, err := t.exec(`INSERT INTO actual_lrps (process_guid, instance_index, domain, cell_id, state, data)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (process_guid, instance_index) DO NOTHING`,
 		a.ProcessGUID, a.Index, a.Domain, a.CellID, a.State, data)
-	if err != nil {
-		return fmt.Errorf("cannot create actual LRP %q index %d: %w", a.ProcessGUID, a.Index, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("cannot create actual LRP %q index %d: %w", a.ProcessGUID, a.Index, err)
-	} else if n == 0 {
-		return NewError(ErrTypeResourceExists, "actual LRP %q index %d already exists", a.ProcessGUID, a.Index)
-	}
-	return nil
+	return createdOne(res, err, fmt.Sprintf("actual LRP %q index %d", a.ProcessGUID, a.Index))
 }
 
 // UpdateActualLRP replaces a stored actual LRP, or returns an

@@ -1,12 +1,8 @@
 package bbs
 
 import (
-	"database/sql"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // Tasks in the SQL store: the tasks table (migration 2), the whole Task as
@@ -21,59 +17,23 @@ func (t *sqlTx) Task(taskGUID string) (*Task, error) {
 	if !sqlStorable(taskGUID) {
 		return nil, sqlNotFoundTask(taskGUID)
 	}
-	var data string
-	err := t.tx.QueryRowContext(t.ctx, t.s.bind(`SELECT data FROM tasks WHERE task_guid = ?`), taskGUID).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, sqlNotFoundTask(taskGUID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read task %q: %w", taskGUID, err)
-	}
-	task := new(Task)
-	if err := json.Unmarshal([]byte(data), task); err != nil {
-		return nil, fmt.Errorf("the stored task %q is not valid JSON: %w", taskGUID, err)
-	}
-	return task, nil
+	return sqlGet[Task](t, fmt.Sprintf("task %q", taskGUID), func() error { return sqlNotFoundTask(taskGUID) },
+		`SELECT data FROM tasks WHERE task_guid = ?`, taskGUID)
 }
 
 // Tasks lists the tasks that match every field set in filter, sorted by
 // task guid.
 func (t *sqlTx) Tasks(filter TasksRequest) ([]*Task, error) {
 	out := []*Task{}
-	var where []string
-	var args []any
-	for _, c := range []struct{ col, v string }{{"domain", filter.Domain}, {"cell_id", filter.CellID}} {
-		if c.v == "" {
-			continue
-		}
-		if !sqlStorable(c.v) {
-			return out, nil
-		}
-		where = append(where, c.col+" = ?")
-		args = append(args, c.v)
+	where, args, ok := sqlEquals([2]string{"domain", filter.Domain}, [2]string{"cell_id", filter.CellID})
+	if !ok {
+		return out, nil
 	}
-	q := `SELECT task_guid, data FROM tasks`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	rows, err := t.query(q, args...)
+	var guid string
+	out, err := sqlList(t, out, "tasks", func() string { return fmt.Sprintf("task %q", guid) },
+		sqlWhere(`SELECT task_guid, data FROM tasks`, where), args, &guid)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list tasks: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var guid, data string
-		if err := rows.Scan(&guid, &data); err != nil {
-			return nil, fmt.Errorf("cannot list tasks: %w", err)
-		}
-		task := new(Task)
-		if err := json.Unmarshal([]byte(data), task); err != nil {
-			return nil, fmt.Errorf("the stored task %q is not valid JSON: %w", guid, err)
-		}
-		out = append(out, task)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot list tasks: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].TaskGUID < out[j].TaskGUID })
 	return out, nil
@@ -95,15 +55,7 @@ func (t *sqlTx) CreateTask(task *Task) error {
 	}
 	res, err := t.exec(`INSERT INTO tasks (task_guid, domain, cell_id, state, data) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (task_guid) DO NOTHING`, task.TaskGUID, task.Domain, task.CellID, task.State, data)
-	if err != nil {
-		return fmt.Errorf("cannot create task %q: %w", task.TaskGUID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("cannot create task %q: %w", task.TaskGUID, err)
-	} else if n == 0 {
-		return NewError(ErrTypeResourceExists, "task %q already exists", task.TaskGUID)
-	}
-	return nil
+	return createdOne(res, err, fmt.Sprintf("task %q", task.TaskGUID))
 }
 
 // UpdateTask replaces a stored task, or returns an ErrResourceNotFound
