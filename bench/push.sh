@@ -77,6 +77,7 @@
 # foundation's namespaces and links (its own --prefix) are removed with
 # `minicf down` at the end.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export LC_ALL=C # $EPOCHREALTIME with a '.'
 
 REPEAT=${REPEAT:-50}
@@ -92,12 +93,6 @@ ROUTE_GOAL_MS=250
 
 export PATH="/usr/local/go/bin:$PATH"
 
-die() { echo "push.sh: $*" >&2; exit 1; }
-log() { echo "==> $*" >&2; }
-
-need() {
-	command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
-}
 need curl "apt-get install curl"
 need python3 "apt-get install python3"
 need go "install Go (expected at /usr/local/go)"
@@ -139,8 +134,6 @@ RESULTS_FILE=${RESULTS_FILE:-$ROOT/bench/results/push-$STAMP-$HOST.txt}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minicf-push.XXXXXX")
 MCF_HOME=$TMP/home
 REPORT=$TMP/report.txt
-PIDS=()   # every PID we started, in start order
-NAMES=()  # matching human-readable names
 PREFIX=   # namespace mode: the foundation's name prefix, once chosen
 MINICF=
 
@@ -148,23 +141,8 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap - INT TERM
-	local i pid
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${PIDS[i]}" 2>/dev/null
-	done
 	# minicf up stops its instances (each with its grace period) first: give it a minute.
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]}
-		for _ in $(seq 600); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			echo "push.sh: ${NAMES[i]} (pid $pid) did not stop within 60s of SIGTERM, sending SIGKILL" >&2
-			kill -KILL "$pid" 2>/dev/null
-		fi
-		wait "$pid" 2>/dev/null
-	done
+	stop_started 60
 	# Anything still running from our MINICF_HOME was started by our
 	# foundation and outlived it: say so (it is a bug) and stop it.
 	local left
@@ -190,16 +168,10 @@ cleanup() {
 		echo "---- last lines of minicf up's log ($TMP/up.log) ----" >&2
 		tail -n 30 "$TMP/up.log" >&2
 	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		echo "push.sh: kept $TMP (MINICF_HOME=$MCF_HOME)" >&2
-	else
-		rm -rf "$TMP"
-	fi
+	remove_tmp "MINICF_HOME=$MCF_HOME"
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # processes_under DIR: PIDs (space-separated) whose command line names DIR.
 processes_under() {
@@ -213,21 +185,6 @@ processes_under() {
 	echo "${out[*]}"
 }
 
-# start NAME CMD... : run CMD in the background with stdout+stderr in
-# $TMP/NAME.log and record its PID.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PIDS+=("$!")
-	NAMES+=("$name")
-	LAST_PID=$!
-}
-
-alive() { # alive PID NAME
-	kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited early; see the end of its log below"
-}
-
 # now: microseconds since the epoch, without a fork.
 now() { NOW=${EPOCHREALTIME/./}; }
 
@@ -236,19 +193,6 @@ ms() {
 	local d=$(($2 - $1)) s=
 	((d < 0)) && s=- && d=$((-d))
 	printf '%s%d.%d' "$s" $((d / 1000)) $((d % 1000 / 100))
-}
-
-# free_ports N: print N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-	python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
 }
 
 # free_ranges: the private /16s 10.240-254 (not 10.244, the default) that

@@ -23,6 +23,7 @@
 # Starts: minicf nats, the bench backend, minicf router (access log on), and a
 # route registrar. Every PID it starts is recorded and killed on exit.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
@@ -40,12 +41,6 @@ READY_TIMEOUT=${READY_TIMEOUT:-30} # seconds, per readiness wait
 
 export PATH="/usr/local/go/bin:$PATH"
 
-die() { echo "router.sh: $*" >&2; exit 1; }
-log() { echo "==> $*" >&2; }
-
-need() {
-	command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
-}
 need wrk "apt-get install wrk"
 need curl "apt-get install curl"
 need python3 "apt-get install python3"
@@ -61,32 +56,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minicf-bench.XXXXXX")
-PIDS=()   # every PID we started, in start order
-NAMES=()  # matching human-readable names
 WRK_PID=  # the wrk currently running, if any
 
 cleanup() {
 	local rc=$?
 	set +e
-	# Stop in reverse start order; TERM first, KILL after a grace period.
-	local i pid
 	[[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null && wait "$WRK_PID" 2>/dev/null
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]}
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]}
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			echo "router.sh: ${NAMES[i]} (pid $pid) ignored SIGTERM, sending SIGKILL" >&2
-			kill -KILL "$pid" 2>/dev/null
-		fi
-		wait "$pid" 2>/dev/null
-	done
+	# Stop in reverse start order; TERM first, KILL after a grace period.
+	stop_started 5
 	if ((rc != 0)); then
 		local f
 		for f in "$TMP"/*.log; do
@@ -95,31 +72,10 @@ cleanup() {
 			tail -n 20 "$f" >&2
 		done
 	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		echo "router.sh: kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
+	remove_tmp
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start NAME CMD... : run CMD in the background with stdout+stderr in
-# $TMP/NAME.log and record its PID (the PID of CMD itself, not a subshell).
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PIDS+=("$!")
-	NAMES+=("$name")
-	LAST_PID=$!
-}
-
-alive() { # alive PID NAME
-	kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited early; its log is printed below"
-}
+on_exit cleanup
 
 # wait_until DESC PID NAME CMD... : poll CMD every 0.1s until it succeeds,
 # failing if the process dies or READY_TIMEOUT elapses.
@@ -134,20 +90,6 @@ wait_until() {
 	done
 }
 
-tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-# free_ports N: print N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-	python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # ---- build ---------------------------------------------------------------
 if [[ -n ${MINICF_BIN:-} ]]; then

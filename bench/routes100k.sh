@@ -19,6 +19,7 @@
 #   KEEP_TMP=1 keep the temp dir
 # Results: bench/results/routes100k-<date>-<hostname>.txt
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export LC_ALL=C
 export PATH="/usr/local/go/bin:$PATH"
 
@@ -27,41 +28,28 @@ TIMEOUT=${TIMEOUT:-100}
 CURLS=${CURLS:-20}
 ROUTE=bench.apps.localhost
 
-die() { echo "routes100k.sh: $*" >&2; exit 1; }
-log() { echo "==> $*" >&2; }
 for c in curl python3 go; do command -v $c >/dev/null 2>&1 || die "$c not found"; done
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/minicf-routes.XXXXXX")
-PIDS=()
 cleanup() {
-	local rc=$? i pid
+	local rc=$?
 	set +e
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null; done
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]}
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
+	stop_started 5
 	if ((rc != 0)); then
 		for f in "$TMP"/*.log; do [[ -f $f ]] && { echo "---- $(basename "$f") ----" >&2; tail -n 20 "$f" >&2; }; done
 	fi
-	[[ ${KEEP_TMP:-0} == 1 ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"
+	remove_tmp
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-start() { local name=$1; shift; "$@" >"$TMP/$name.log" 2>&1 & PIDS+=("$!"); LAST_PID=$!; }
+on_exit cleanup
 wait_for() { # wait_for DESC SECONDS CMD...
 	local desc=$1 t=$2; shift 2
 	local deadline=$((SECONDS + t))
 	until "$@"; do ((SECONDS < deadline)) || die "timed out waiting for $desc"; sleep 0.1; done
 }
-tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 if [[ -n ${MINICF_BIN:-} ]]; then MINICF=$MINICF_BIN; else
 	log "building bin/minicf"; mkdir -p bin; go build -o bin/minicf ./cmd/minicf; MINICF=$ROOT/bin/minicf
@@ -70,11 +58,7 @@ go build -o "$TMP/backend" ./bench/backend
 go build -o "$TMP/register" ./bench/register
 go build -o "$TMP/register100k" ./bench/register100k
 
-read -r NATS_PORT ROUTER_PORT STATUS_PORT <<<"$(python3 -c '
-import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+read -r NATS_PORT ROUTER_PORT STATUS_PORT <<<"$(free_ports 3)"
 NATS_URL="nats://nats:nats@127.0.0.1:$NATS_PORT"
 
 start nats "$MINICF" nats --listen "127.0.0.1:$NATS_PORT" --user nats --password nats

@@ -38,6 +38,7 @@
 #               push.sh's (it is passed on to them)
 #   MINICF_BIN  use this prebuilt minicf binary instead of building one
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export LC_ALL=C
 
 BUDGET=${BUDGET:-600}
@@ -49,11 +50,8 @@ ONLY=${ONLY:-}
 
 export PATH="/usr/local/go/bin:$PATH"
 
-die() { echo "run.sh: $*" >&2; exit 1; }
-log() { echo "==> $*" >&2; }
-
-command -v go >/dev/null 2>&1 || die "go not found: install Go (expected at /usr/local/go)"
-command -v timeout >/dev/null 2>&1 || die "timeout not found: apt-get install coreutils"
+need go "install Go (expected at /usr/local/go)"
+need timeout "apt-get install coreutils"
 [[ $BUDGET =~ ^[1-9][0-9]*$ ]] || die "BUDGET must be a positive number of seconds, got '$BUDGET'"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -79,16 +77,10 @@ cleanup() {
 		kill -0 "$STEP_PID" 2>/dev/null && kill -KILL "$STEP_PID" 2>/dev/null
 		wait "$STEP_PID" 2>/dev/null
 	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		echo "run.sh: kept $TMP" >&2
-	else
-		rm -rf "$TMP"
-	fi
+	remove_tmp
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
