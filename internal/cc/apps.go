@@ -101,12 +101,17 @@ func (c *CC) listApps(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, paginate(base, r, p, res))
 }
 
-func (c *CC) getApp(w http.ResponseWriter, r *http.Request) error {
-	var a *appRec
-	err := c.store.read(r.Context(), func(tx *stx) (err error) {
+// readApp loads the app of the path's guid (a 404 if there is none).
+func (c *CC) readApp(r *http.Request) (a *appRec, err error) {
+	err = c.store.read(r.Context(), func(tx *stx) (err error) {
 		a, err = getApp(tx, r.PathValue("guid"))
 		return err
 	})
+	return a, err
+}
+
+func (c *CC) getApp(w http.ResponseWriter, r *http.Request) error {
+	a, err := c.readApp(r)
 	if err != nil {
 		return err
 	}
@@ -306,61 +311,51 @@ func (c *CC) deleteApp(w http.ResponseWriter, r *http.Request) error {
 // deleteAppTx removes an app with its processes (and their LRPs, after
 // the commit), route mappings, packages, builds and droplets (and files).
 func (c *CC) deleteAppTx(tx *stx, a *appRec, fx *effects) error {
-	procs, err := listRecs[processRec](tx, tProcesses, "app_guid = ?", a.GUID)
-	if err != nil {
-		return err
-	}
-	for _, p := range procs {
+	err := deleteOfApp(tx, tProcesses, a.GUID, func(p *processRec) {
 		if a.State == ccapi.AppStarted {
 			fx.remove = append(fx.remove, p.lrpGUID())
 		}
-		if err := deleteRec(tx, tProcesses, p.GUID); err != nil {
-			return err
-		}
+	})
+	if err == nil {
+		err = deleteOfApp(tx, tDestinations, a.GUID, func(*destRec) {})
 	}
-	dests, err := listRecs[destRec](tx, tDestinations, "app_guid = ?", a.GUID)
+	if err == nil {
+		err = deleteOfApp(tx, tPackages, a.GUID, func(p *packageRec) {
+			if p.File != "" {
+				fx.files = append(fx.files, c.packagePath(p.File))
+			}
+		})
+	}
+	if err == nil {
+		err = deleteOfApp(tx, tDroplets, a.GUID, func(d *dropletRec) {
+			if d.File != "" {
+				fx.files = append(fx.files, c.dropletPath(d.File))
+			}
+		})
+	}
+	if err == nil {
+		err = deleteOfApp(tx, tBuilds, a.GUID, func(*buildRec) {})
+	}
 	if err != nil {
 		return err
-	}
-	for _, d := range dests {
-		if err := deleteRec(tx, tDestinations, d.GUID); err != nil {
-			return err
-		}
-	}
-	pkgs, err := listRecs[packageRec](tx, tPackages, "app_guid = ?", a.GUID)
-	if err != nil {
-		return err
-	}
-	for _, p := range pkgs {
-		if p.File != "" {
-			fx.files = append(fx.files, c.packagePath(p.File))
-		}
-		if err := deleteRec(tx, tPackages, p.GUID); err != nil {
-			return err
-		}
-	}
-	drops, err := listRecs[dropletRec](tx, tDroplets, "app_guid = ?", a.GUID)
-	if err != nil {
-		return err
-	}
-	for _, d := range drops {
-		if d.File != "" {
-			fx.files = append(fx.files, c.dropletPath(d.File))
-		}
-		if err := deleteRec(tx, tDroplets, d.GUID); err != nil {
-			return err
-		}
-	}
-	builds, err := listRecs[buildRec](tx, tBuilds, "app_guid = ?", a.GUID)
-	if err != nil {
-		return err
-	}
-	for _, b := range builds {
-		if err := deleteRec(tx, tBuilds, b.GUID); err != nil {
-			return err
-		}
 	}
 	return deleteRec(tx, tApps, a.GUID)
+}
+
+// deleteOfApp deletes tb's records of an app, calling each on every one
+// before it goes.
+func deleteOfApp[T any, P recPtr[T]](tx *stx, tb table, appGUID string, each func(P)) error {
+	recs, err := listRecs[T, P](tx, tb, "app_guid = ?", appGUID)
+	if err != nil {
+		return err
+	}
+	for _, x := range recs {
+		each(x)
+		if err := deleteRec(tx, tb, x.key()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // appAction runs f on the app in a write transaction, then the effects,
@@ -828,11 +823,7 @@ func (c *CC) currentDropletResponse(w http.ResponseWriter, r *http.Request, a *a
 }
 
 func (c *CC) getCurrentDropletRelationship(w http.ResponseWriter, r *http.Request) error {
-	var a *appRec
-	err := c.store.read(r.Context(), func(tx *stx) (err error) {
-		a, err = getApp(tx, r.PathValue("guid"))
-		return err
-	})
+	a, err := c.readApp(r)
 	if err != nil {
 		return err
 	}
@@ -901,11 +892,7 @@ func (c *CC) envResponse(w http.ResponseWriter, r *http.Request, a *appRec) erro
 }
 
 func (c *CC) getAppEnv(w http.ResponseWriter, r *http.Request) error {
-	var a *appRec
-	err := c.store.read(r.Context(), func(tx *stx) (err error) {
-		a, err = getApp(tx, r.PathValue("guid"))
-		return err
-	})
+	a, err := c.readApp(r)
 	if err != nil {
 		return err
 	}

@@ -13,19 +13,20 @@ import (
 // space (dev) and one shared domain from the start; more orgs and spaces
 // can be created. Domains are shared (no private domains yet).
 
-func (c *CC) listOrgs(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	p, err := parseList(q, "created_at", "updated_at", "name")
+// listNamed answers a list of tb's records that keep passes, ordered by
+// order_by (name, created_at or updated_at) and paginated.
+func listNamed[T any, P recPtr[T], R any](c *CC, w http.ResponseWriter, r *http.Request, tb table,
+	keep func(P) bool, keys func(P) sortKeys, present func(string, P) R) error {
+	p, err := parseList(r.URL.Query(), "created_at", "updated_at", "name")
 	if err != nil {
 		return err
 	}
-	names, guids := queryFilter(q, "names"), queryFilter(q, "guids")
-	var out []*orgRec
+	var out []P
 	err = c.store.read(r.Context(), func(tx *stx) error {
-		all, err := listRecs[orgRec](tx, tOrgs, "")
-		for _, o := range all {
-			if names.match(o.Name) && guids.match(o.GUID) {
-				out = append(out, o)
+		all, err := listRecs[T, P](tx, tb, "")
+		for _, x := range all {
+			if keep(x) {
+				out = append(out, x)
 			}
 		}
 		return err
@@ -33,28 +34,41 @@ func (c *CC) listOrgs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sortItems(out, p.orderBy, func(o *orgRec) sortKeys { return sortKeys{o.Name, o.CreatedAt, o.UpdatedAt, o.GUID} })
+	sortItems(out, p.orderBy, keys)
 	base := c.base(r)
-	res := make([]ccapi.Organization, len(out))
-	for i, o := range out {
-		res[i] = presentOrg(base, o)
+	res := make([]R, len(out))
+	for i, x := range out {
+		res[i] = present(base, x)
 	}
 	return writeJSON(w, http.StatusOK, paginate(base, r, p, res))
 }
 
-func (c *CC) getOrg(w http.ResponseWriter, r *http.Request) error {
-	var o *orgRec
+// getOne answers the tb record of the path's guid, or "<what> not found".
+func getOne[T any, P recPtr[T], R any](c *CC, w http.ResponseWriter, r *http.Request, tb table, what string,
+	present func(string, P) R) error {
+	var x P
 	err := c.store.read(r.Context(), func(tx *stx) (err error) {
-		o, err = getRec[orgRec](tx, tOrgs, r.PathValue("guid"))
+		x, err = getRec[T, P](tx, tb, r.PathValue("guid"))
 		return err
 	})
 	if errors.Is(err, errNotFound) {
-		return notFound("Organization not found")
+		return notFound(what + " not found")
 	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, presentOrg(c.base(r), o))
+	return writeJSON(w, http.StatusOK, present(c.base(r), x))
+}
+
+func (c *CC) listOrgs(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	names, guids := queryFilter(q, "names"), queryFilter(q, "guids")
+	return listNamed(c, w, r, tOrgs, func(o *orgRec) bool { return names.match(o.Name) && guids.match(o.GUID) },
+		func(o *orgRec) sortKeys { return sortKeys{o.Name, o.CreatedAt, o.UpdatedAt, o.GUID} }, presentOrg)
+}
+
+func (c *CC) getOrg(w http.ResponseWriter, r *http.Request) error {
+	return getOne(c, w, r, tOrgs, "Organization", presentOrg)
 }
 
 func (c *CC) createOrg(w http.ResponseWriter, r *http.Request) error {
@@ -97,46 +111,14 @@ func validName(what, name string) error {
 
 func (c *CC) listSpaces(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	p, err := parseList(q, "created_at", "updated_at", "name")
-	if err != nil {
-		return err
-	}
 	names, guids, orgs := queryFilter(q, "names"), queryFilter(q, "guids"), queryFilter(q, "organization_guids")
-	var out []*spaceRec
-	err = c.store.read(r.Context(), func(tx *stx) error {
-		all, err := listRecs[spaceRec](tx, tSpaces, "")
-		for _, s := range all {
-			if names.match(s.Name) && guids.match(s.GUID) && orgs.match(s.OrgGUID) {
-				out = append(out, s)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	sortItems(out, p.orderBy, func(s *spaceRec) sortKeys { return sortKeys{s.Name, s.CreatedAt, s.UpdatedAt, s.GUID} })
-	base := c.base(r)
-	res := make([]ccapi.Space, len(out))
-	for i, s := range out {
-		res[i] = presentSpace(base, s)
-	}
-	return writeJSON(w, http.StatusOK, paginate(base, r, p, res))
+	return listNamed(c, w, r, tSpaces,
+		func(s *spaceRec) bool { return names.match(s.Name) && guids.match(s.GUID) && orgs.match(s.OrgGUID) },
+		func(s *spaceRec) sortKeys { return sortKeys{s.Name, s.CreatedAt, s.UpdatedAt, s.GUID} }, presentSpace)
 }
 
 func (c *CC) getSpace(w http.ResponseWriter, r *http.Request) error {
-	var s *spaceRec
-	err := c.store.read(r.Context(), func(tx *stx) (err error) {
-		s, err = getRec[spaceRec](tx, tSpaces, r.PathValue("guid"))
-		return err
-	})
-	if errors.Is(err, errNotFound) {
-		return notFound("Space not found")
-	}
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, presentSpace(c.base(r), s))
+	return getOne(c, w, r, tSpaces, "Space", presentSpace)
 }
 
 func (c *CC) createSpace(w http.ResponseWriter, r *http.Request) error {
@@ -199,46 +181,16 @@ func (c *CC) listOrgDomains(w http.ResponseWriter, r *http.Request) error {
 
 func (c *CC) listDomainsWhere(w http.ResponseWriter, r *http.Request, keep func(*domainRec) bool) error {
 	q := r.URL.Query()
-	p, err := parseList(q, "created_at", "updated_at", "name")
-	if err != nil {
-		return err
-	}
 	names, guids, orgs := queryFilter(q, "names"), queryFilter(q, "guids"), queryFilter(q, "organization_guids")
-	var out []*domainRec
-	err = c.store.read(r.Context(), func(tx *stx) error {
-		all, err := listRecs[domainRec](tx, tDomains, "")
-		for _, d := range all {
-			if keep(d) && names.match(d.Name) && guids.match(d.GUID) && orgs.match(d.OrgGUID) {
-				out = append(out, d)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	sortItems(out, p.orderBy, func(d *domainRec) sortKeys { return sortKeys{d.Name, d.CreatedAt, d.UpdatedAt, d.GUID} })
-	base := c.base(r)
-	res := make([]ccapi.Domain, len(out))
-	for i, d := range out {
-		res[i] = presentDomain(base, d)
-	}
-	return writeJSON(w, http.StatusOK, paginate(base, r, p, res))
+	return listNamed(c, w, r, tDomains,
+		func(d *domainRec) bool {
+			return keep(d) && names.match(d.Name) && guids.match(d.GUID) && orgs.match(d.OrgGUID)
+		},
+		func(d *domainRec) sortKeys { return sortKeys{d.Name, d.CreatedAt, d.UpdatedAt, d.GUID} }, presentDomain)
 }
 
 func (c *CC) getDomain(w http.ResponseWriter, r *http.Request) error {
-	var d *domainRec
-	err := c.store.read(r.Context(), func(tx *stx) (err error) {
-		d, err = getRec[domainRec](tx, tDomains, r.PathValue("guid"))
-		return err
-	})
-	if errors.Is(err, errNotFound) {
-		return notFound("Domain not found")
-	}
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, presentDomain(c.base(r), d))
+	return getOne(c, w, r, tDomains, "Domain", presentDomain)
 }
 
 // sharedDomain is the configured shared domain (the org default domain).

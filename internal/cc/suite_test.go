@@ -15,6 +15,7 @@ var suite = []struct {
 	{"Auth", testAuth},
 	{"OrgsSpacesDomains", testOrgsSpacesDomains},
 	{"Pagination", testPagination},
+	{"BadInput", testBadInput},
 	{"AppsCRUD", testAppsCRUD},
 	{"Processes", testProcesses},
 	{"Routes", testRoutes},
