@@ -29,25 +29,15 @@ type foundationProc struct {
 
 func startFoundation(t *testing.T, mode string, extra ...string) *foundationProc {
 	t.Helper()
-	// A port FreePort found free can still be taken before minicf binds
-	// it; then up stops at once, naming the address, and another set of
-	// ports is tried.
-	for attempt := 1; ; attempt++ {
-		f, inUse := tryStartFoundation(t, mode, extra...)
-		if !inUse {
-			return f
-		}
-		if attempt == 3 {
-			t.Fatalf("minicf up found one of its ports taken %d times in a row", attempt)
-		}
-		t.Logf("minicf up (attempt %d): a port was taken meanwhile; trying other ports", attempt)
-	}
+	return harness.WithFreshPorts(t, "minicf up ("+mode+")", func() (*foundationProc, error) {
+		return tryStartFoundation(t, mode, extra...)
+	})
 }
 
-func tryStartFoundation(t *testing.T, mode string, extra ...string) (f *foundationProc, portTaken bool) {
+func tryStartFoundation(t *testing.T, mode string, extra ...string) (*foundationProc, error) {
 	t.Helper()
 	home := t.TempDir()
-	f = &foundationProc{home: home, router: "127.0.0.1:" + harness.FreePort(t), status: "127.0.0.1:" + harness.FreePort(t),
+	f := &foundationProc{home: home, router: "127.0.0.1:" + harness.FreePort(t), status: "127.0.0.1:" + harness.FreePort(t),
 		bbs: "127.0.0.1:" + harness.FreePort(t), trace: "127.0.0.1:" + harness.FreePort(t)}
 	args := []string{"up", "--home", home, "--mode", mode, "--log-level", "info",
 		"--router", f.router, "--router-status", f.status,
@@ -55,20 +45,21 @@ func tryStartFoundation(t *testing.T, mode string, extra ...string) (f *foundati
 		"--nats", "127.0.0.1:" + harness.FreePort(t), "--bbs-listen", f.bbs,
 		"--auctioneer-listen", "127.0.0.1:" + harness.FreePort(t), "--trace", f.trace}
 	f.up = suite.StartProc(t, "minicf up ("+mode+")", append(args, extra...)...)
+	var exited error
 	testutil.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
 		if f.up.Exited() {
-			if strings.Contains(f.up.Logs(), "address already in use") {
-				portTaken = true
-				return nil
+			exited = fmt.Errorf("minicf up exited (%s) before it was ready", f.up.State())
+			if harness.PortTaken(f.up) {
+				exited = fmt.Errorf("%w: %v", harness.ErrPortTaken, exited)
 			}
-			t.Fatalf("minicf up exited (%s) before it was ready", f.up.State())
+			return nil
 		}
 		if !strings.Contains(f.up.Logs(), "==> ready") {
 			return fmt.Errorf("minicf up is not ready")
 		}
 		return nil
 	})
-	return f, portTaken
+	return f, exited
 }
 
 // cli runs a minicf CLI verb against the foundation and returns its output.

@@ -18,6 +18,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -94,6 +95,32 @@ func FreePort(t testing.TB) string {
 	}
 	defer ln.Close()
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// ErrPortTaken says a process stopped at start because a port FreePort had
+// found free was taken before it could bind it.
+var ErrPortTaken = errors.New("a port picked for it was taken before it could bind")
+
+// PortTaken reports whether p exited because one of its ports was taken.
+func PortTaken(p *Proc) bool {
+	return p.Exited() && strings.Contains(p.Logs(), "address already in use")
+}
+
+// WithFreshPorts calls try, which picks its own ports with FreePort, until
+// it does not fail with ErrPortTaken, at most three times; any other error
+// fails the test.
+func WithFreshPorts[T any](t testing.TB, what string, try func() (T, error)) T {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		v, err := try()
+		if err == nil {
+			return v
+		}
+		if !errors.Is(err, ErrPortTaken) || attempt == 3 {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s (attempt %d): %v; trying other ports", what, attempt, err)
+	}
 }
 
 // Ports handed out by FreePort, so that parallel tests never get the same one.

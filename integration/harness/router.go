@@ -79,24 +79,12 @@ type Router struct {
 	Started    time.Time // just before the process started
 }
 
-var errPortTaken = errors.New("a port picked for the router was taken before it could bind")
-
 // StartRouter starts a router on free loopback ports and returns once it
 // serves its status port and its NATS subscriptions answer (a router.greet
-// gets a reply). It tries again, up to three times, when another process
-// took a port first.
+// gets a reply). It tries other ports when another process took one first.
 func (s *Suite) StartRouter(t testing.TB, spec RouterSpec) *Router {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		r, err := s.tryStartRouter(t, spec)
-		if err == nil {
-			return r
-		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("retrying router start: %v", err)
-	}
+	return WithFreshPorts(t, "router", func() (*Router, error) { return s.tryStartRouter(t, spec) })
 }
 
 func (s *Suite) tryStartRouter(t testing.TB, spec RouterSpec) (*Router, error) {
@@ -137,8 +125,8 @@ func (s *Suite) tryStartRouter(t testing.TB, spec RouterSpec) (*Router, error) {
 	deadline := time.Now().Add(routerReady)
 	for {
 		if p.WaitExit(0) {
-			if strings.Contains(p.Logs(), "address already in use") {
-				return nil, fmt.Errorf("%w: %s", errPortTaken, lastLine(p.Logs()))
+			if PortTaken(p) {
+				return nil, fmt.Errorf("%w: %s", ErrPortTaken, lastLine(p.Logs()))
 			}
 			return nil, fmt.Errorf("router exited during start-up (%s): %s", p.State(), p.Logs())
 		}
