@@ -49,11 +49,7 @@ func scaleCommand(o Options) *cobra.Command {
 					return nil
 				}
 				s.say("")
-				if err := s.waitForInstances(ctx, app, timeout); err != nil {
-					return err
-				}
-				s.say("")
-				_, err = s.summary(ctx, app)
+				_, err = s.waitAndShow(ctx, app, timeout)
 				return err
 			})
 		},
@@ -83,8 +79,8 @@ func stopCommand(o Options) *cobra.Command {
 					s.ok()
 					return nil
 				}
-				if _, err := s.api.call(ctx, "POST", "/v3/apps/"+app.GUID+"/actions/stop", nil, nil); err != nil {
-					return s.appErr(err, app.Name)
+				if err := s.appAction(ctx, app, "stop", nil); err != nil {
+					return err
 				}
 				s.ok()
 				return nil
@@ -94,30 +90,22 @@ func stopCommand(o Options) *cobra.Command {
 }
 
 func startCommand(o Options) *cobra.Command {
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "start APP_NAME",
-		Short: "Start an app (staging its newest package first if it has no droplet)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, func(ctx context.Context, s *session) error {
-				return s.startApp(ctx, args[0], false, timeout)
-			})
-		},
-	}
-	cmd.Flags().DurationVar(&timeout, "timeout", DefaultStartTimeout, "How long to wait for the instances to run")
-	return cmd
+	return startOrRestartCommand(o, "start APP_NAME", "Start an app (staging its newest package first if it has no droplet)", false)
 }
 
 func restartCommand(o Options) *cobra.Command {
+	return startOrRestartCommand(o, "restart APP_NAME", "Stop all instances of an app, then start them again", true)
+}
+
+func startOrRestartCommand(o Options, use, short string, restart bool) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "restart APP_NAME",
-		Short: "Stop all instances of an app, then start them again",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, func(ctx context.Context, s *session) error {
-				return s.startApp(ctx, args[0], true, timeout)
+				return s.startApp(ctx, args[0], restart, timeout)
 			})
 		},
 	}
@@ -170,22 +158,37 @@ func (s *session) startApp(ctx context.Context, name string, restart bool, timeo
 	if restart && app.State == ccapi.AppStarted {
 		s.say("")
 		s.say("Stopping app...")
-		if _, err := s.api.call(ctx, "POST", "/v3/apps/"+app.GUID+"/actions/stop", nil, nil); err != nil {
-			return s.appErr(err, app.Name)
+		if err := s.appAction(ctx, app, "stop", nil); err != nil {
+			return err
 		}
 	}
-	if _, err := s.api.call(ctx, "POST", "/v3/apps/"+app.GUID+"/actions/start", nil, app); err != nil {
-		return s.appErr(err, app.Name)
+	if err := s.appAction(ctx, app, "start", app); err != nil {
+		return err
 	}
 	s.say("")
 	s.say("Waiting for app %s to start...", app.Name)
 	s.say("")
+	_, err = s.waitAndShow(ctx, app, timeout)
+	return err
+}
+
+// appAction POSTs one of the app's actions (start, stop, restart),
+// decoding the answer into into when it is not nil.
+func (s *session) appAction(ctx context.Context, app *ccapi.App, action string, into any) error {
+	if _, err := s.api.call(ctx, "POST", "/v3/apps/"+app.GUID+"/actions/"+action, nil, into); err != nil {
+		return s.appErr(err, app.Name)
+	}
+	return nil
+}
+
+// waitAndShow waits for the app's instances to run, then prints its
+// summary and returns its routes.
+func (s *session) waitAndShow(ctx context.Context, app *ccapi.App, timeout time.Duration) ([]ccapi.Route, error) {
 	if err := s.waitForInstances(ctx, app, timeout); err != nil {
-		return err
+		return nil, err
 	}
 	s.say("")
-	_, err = s.summary(ctx, app)
-	return err
+	return s.summary(ctx, app)
 }
 
 // stage builds a package into a droplet: POST /v3/builds, then GET the

@@ -345,16 +345,12 @@ func (s *session) pushApp(ctx context.Context, p pushPlan, timeout time.Duration
 	if err := s.setDroplet(ctx, app, droplet); err != nil {
 		return err
 	}
-	if _, err := s.api.call(ctx, "POST", "/v3/apps/"+app.GUID+"/actions/restart", nil, app); err != nil {
-		return s.appErr(err, app.Name)
-	}
-	s.say("")
-	s.say("Starting app...")
-	if err := s.waitForInstances(ctx, app, timeout); err != nil {
+	if err := s.appAction(ctx, app, "restart", app); err != nil {
 		return err
 	}
 	s.say("")
-	routes, err := s.summary(ctx, app)
+	s.say("Starting app...")
+	routes, err := s.waitAndShow(ctx, app, timeout)
 	if err != nil {
 		return err
 	}
